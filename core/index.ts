@@ -1,0 +1,7 @@
+/**
+ * vmbus-sim's public entry. Drivers (under `drivers/`) and examples import
+ * from here and from nowhere else in `core/`.
+ */
+export * from "./errors.js";
+export * from "./memory/guest-memory.js";
+export * from "./memory/paged-view.js";

@@ -1,0 +1,202 @@
+/**
+ * Guest physical memory: 4 KiB pages over one SharedArrayBuffer.
+ *
+ * Everything the guest and the host share (ring headers and data, SynIC
+ * message and event-flag pages, monitor pages, driver buffers) lives here at
+ * a guest physical address (GPA). The guest reaches any byte of its own
+ * memory; the host only what a GPADL or a packet's GPA ranges name (see
+ * `paged-view.ts`). One SharedArrayBuffer backs the whole VM so that the
+ * same bytes can later be shared with worker threads.
+ */
+import { GuestMemoryError, InvalidArgumentError, OutOfGuestMemoryError } from "../errors.js";
+
+/** Hyper-V page size (`HV_HYP_PAGE_SIZE`); PFNs in GPADLs count these pages. */
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+
+/** 16 MiB: enough for the demo VMs (rings, SynIC pages, a few MiB of I/O buffers). */
+export const DEFAULT_GUEST_MEMORY_BYTES = 16 * 1024 * 1024;
+
+export interface GuestMemoryConfig {
+  /** Size of guest memory in bytes; a whole number of pages. */
+  readonly bytes?: number;
+  /**
+   * Pages at the bottom that are never handed out, so that GPA 0 (and PFN 0)
+   * never names a live buffer. Default 1.
+   */
+  readonly reservedLowPages?: number;
+}
+
+export class GuestMemory {
+  readonly buffer: SharedArrayBuffer;
+  /** Byte view of all of guest memory. Guest-side code may use it directly. */
+  readonly u8: Uint8Array;
+  readonly view: DataView;
+  readonly size: number;
+  readonly pageCount: number;
+
+  /** 1 = page in use. */
+  private readonly used: Uint8Array;
+  private freeCount: number;
+  /** Next-fit cursor: allocations start searching where the last one ended. */
+  private cursor: number;
+
+  constructor(config: GuestMemoryConfig = {}) {
+    const bytes = config.bytes ?? DEFAULT_GUEST_MEMORY_BYTES;
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
+      throw new InvalidArgumentError("guest memory bytes", bytes, `must be a positive multiple of ${PAGE_SIZE}`);
+    }
+    if (bytes > 2 ** 32) {
+      throw new InvalidArgumentError("guest memory bytes", bytes, "must be at most 4 GiB");
+    }
+    const reserved = config.reservedLowPages ?? 1;
+    this.buffer = new SharedArrayBuffer(bytes);
+    this.u8 = new Uint8Array(this.buffer);
+    this.view = new DataView(this.buffer);
+    this.size = bytes;
+    this.pageCount = bytes / PAGE_SIZE;
+    if (!Number.isInteger(reserved) || reserved < 0 || reserved >= this.pageCount) {
+      throw new InvalidArgumentError("reservedLowPages", reserved, `must be in [0, ${this.pageCount})`);
+    }
+    this.used = new Uint8Array(this.pageCount);
+    this.used.fill(1, 0, reserved);
+    this.freeCount = this.pageCount - reserved;
+    this.cursor = reserved;
+  }
+
+  get freePages(): number {
+    return this.freeCount;
+  }
+
+  /** Throws unless [gpa, gpa+length) lies inside guest memory. */
+  check(gpa: number, length: number): void {
+    if (!(gpa >= 0 && length >= 0 && Number.isInteger(gpa) && Number.isInteger(length) && gpa + length <= this.size)) {
+      throw new GuestMemoryError(gpa, length, this.size);
+    }
+  }
+
+  /**
+   * Allocates `count` physically contiguous pages and returns the first PFN.
+   * The pages are zeroed. Rings must be contiguous (Linux `vmbus_alloc_ring`
+   * makes one contiguous allocation), so this is what ring setup uses.
+   */
+  allocContiguous(count: number): number {
+    this.checkCount(count);
+    const n = this.pageCount;
+    // Next-fit over the page bitmap, wrapping once.
+    for (let pass = 0; pass < 2; pass++) {
+      let start = pass === 0 ? this.cursor : 0;
+      const end = pass === 0 ? n : Math.min(this.cursor + count, n);
+      while (start + count <= end) {
+        let run = 0;
+        while (run < count && this.used[start + run] === 0) run++;
+        if (run === count) {
+          this.used.fill(1, start, start + count);
+          this.freeCount -= count;
+          this.cursor = start + count;
+          this.u8.fill(0, start * PAGE_SIZE, (start + count) * PAGE_SIZE);
+          return start;
+        }
+        start += run + 1;
+      }
+    }
+    throw new OutOfGuestMemoryError(count, this.freeCount, true);
+  }
+
+  /**
+   * Allocates `count` pages that need not be adjacent (like a driver buffer
+   * built from single pages) and returns their PFNs in allocation order. The
+   * pages are zeroed.
+   */
+  allocScattered(count: number): number[] {
+    this.checkCount(count);
+    if (count > this.freeCount) throw new OutOfGuestMemoryError(count, this.freeCount, false);
+    const pfns: number[] = [];
+    let p = this.cursor;
+    while (pfns.length < count) {
+      if (p >= this.pageCount) p = 0;
+      if (this.used[p] === 0) {
+        this.used[p] = 1;
+        this.u8.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+        pfns.push(p);
+      }
+      p++;
+    }
+    this.freeCount -= count;
+    this.cursor = p;
+    return pfns;
+  }
+
+  /** Returns pages to the allocator. Freeing a page twice is a caller bug and throws. */
+  free(pfns: Iterable<number> | number, count = 1): void {
+    const list = typeof pfns === "number" ? Array.from({ length: count }, (_, i) => pfns + i) : pfns;
+    for (const pfn of list) {
+      if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.pageCount) {
+        throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
+      }
+      if (this.used[pfn] !== 1) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
+      this.used[pfn] = 0;
+      this.freeCount++;
+    }
+  }
+
+  isAllocated(pfn: number): boolean {
+    return this.used[pfn] === 1;
+  }
+
+  /** A live (not copied) view of [gpa, gpa+length). */
+  span(gpa: number, length: number): Uint8Array {
+    this.check(gpa, length);
+    return this.u8.subarray(gpa, gpa + length);
+  }
+
+  /** A copy of [gpa, gpa+length). */
+  read(gpa: number, length: number): Uint8Array {
+    this.check(gpa, length);
+    return this.u8.slice(gpa, gpa + length);
+  }
+
+  write(gpa: number, data: Uint8Array): void {
+    this.check(gpa, data.length);
+    this.u8.set(data, gpa);
+  }
+
+  fill(gpa: number, length: number, value = 0): void {
+    this.check(gpa, length);
+    this.u8.fill(value, gpa, gpa + length);
+  }
+
+  readU32(gpa: number): number {
+    this.check(gpa, 4);
+    return this.view.getUint32(gpa, true);
+  }
+
+  writeU32(gpa: number, value: number): void {
+    this.check(gpa, 4);
+    this.view.setUint32(gpa, value >>> 0, true);
+  }
+
+  readU64(gpa: number): bigint {
+    this.check(gpa, 8);
+    return this.view.getBigUint64(gpa, true);
+  }
+
+  writeU64(gpa: number, value: bigint): void {
+    this.check(gpa, 8);
+    this.view.setBigUint64(gpa, BigInt.asUintN(64, value), true);
+  }
+
+  private checkCount(count: number): void {
+    if (!Number.isInteger(count) || count <= 0 || count > this.pageCount) {
+      throw new InvalidArgumentError("page count", count, `must be in [1, ${this.pageCount}]`);
+    }
+  }
+}
+
+export function pfnToGpa(pfn: number): number {
+  return pfn * PAGE_SIZE;
+}
+
+export function gpaToPfn(gpa: number): number {
+  return Math.floor(gpa / PAGE_SIZE);
+}
