@@ -92,7 +92,7 @@ export class GpadlAccessError extends VmbusSimError {
  * range or unaligned, a descriptor whose lengths contradict each other.
  */
 export class RingCorruptError extends VmbusSimError {
-  readonly code = "RING_CORRUPT";
+  readonly code: string = "RING_CORRUPT";
   constructor(
     readonly ring: string,
     readonly field: string,
@@ -108,7 +108,7 @@ export class RingCorruptError extends VmbusSimError {
  * is malformed or not allowed in the current state.
  */
 export class ProtocolError extends VmbusSimError {
-  readonly code = "PROTOCOL";
+  readonly code: string = "PROTOCOL";
   constructor(
     readonly protocol: string,
     readonly field: string,

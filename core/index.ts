@@ -5,3 +5,4 @@
 export * from "./errors.js";
 export * from "./memory/guest-memory.js";
 export * from "./memory/paged-view.js";
+export * from "./ring/index.js";

@@ -40,6 +40,7 @@ export class GuestMemory {
   private freeCount: number;
   /** Next-fit cursor: allocations start searching where the last one ended. */
   private cursor: number;
+  private readonly reserved: number;
 
   constructor(config: GuestMemoryConfig = {}) {
     const bytes = config.bytes ?? DEFAULT_GUEST_MEMORY_BYTES;
@@ -58,6 +59,7 @@ export class GuestMemory {
     if (!Number.isInteger(reserved) || reserved < 0 || reserved >= this.pageCount) {
       throw new InvalidArgumentError("reservedLowPages", reserved, `must be in [0, ${this.pageCount})`);
     }
+    this.reserved = reserved;
     this.used = new Uint8Array(this.pageCount);
     this.used.fill(1, 0, reserved);
     this.freeCount = this.pageCount - reserved;
@@ -134,6 +136,7 @@ export class GuestMemory {
       if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.pageCount) {
         throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
       }
+      if (pfn < this.reserved) throw new InvalidArgumentError("pfn", pfn, `is one of the ${this.reserved} reserved low page(s) and was never allocated`);
       if (this.used[pfn] !== 1) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
       this.used[pfn] = 0;
       this.freeCount++;

@@ -1,0 +1,342 @@
+/**
+ * The writing side of one ring — vmbus-core.md §1.4, §1.6, §2.3–§2.6, §3.1.
+ *
+ * Writes are two-phase, as in OpenVMM's ring: `write*` copies a packet into
+ * the ring past the last published write index and advances a private
+ * cursor; `commit` publishes every packet written since the last commit
+ * with one store of `write_index` and returns whether the peer must be
+ * signalled. A peer reading concurrently sees either none or all of the
+ * packets of one commit, never a torn packet: the data is copied before the
+ * index that makes it visible is stored.
+ */
+import type { GpaRange } from "../memory/paged-view.js";
+import { InvalidArgumentError } from "../errors.js";
+import {
+  MAX_PAGE_BUFFER_COUNT,
+  VMBUS_CHANNEL_PACKET_PAGE_BUFFER as PB,
+  VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+  VMBUS_PACKET_MPB_ARRAY as MPB,
+  VMBUS_PKT_TRAILER,
+  VMPACKET_DESCRIPTOR as D,
+  VMTRANSFER_PAGE_PACKET_HEADER as XFER,
+  VM_PKT_COMP,
+  VM_PKT_DATA_INBAND,
+  VM_PKT_DATA_USING_GPA_DIRECT,
+  VM_PKT_DATA_USING_XFER_PAGES,
+  align8,
+  pagesSpanned,
+} from "./layout.js";
+import { type RingBuffer, copyToRing } from "./ring-buffer.js";
+
+/** One `hv_page_buffer`: a byte range inside one page. */
+export interface PageBufferEntry {
+  readonly len: number;
+  readonly offset: number;
+  readonly pfn: number;
+}
+
+/** One `vmtransfer_page_range`: bytes inside the transfer page set. */
+export interface XferPageRange {
+  readonly byteCount: number;
+  readonly byteOffset: number;
+}
+
+/** A transaction id: a number (≤ 2^53 − 1) on the fast path, or any u64 as bigint. */
+export type TransId = number | bigint;
+
+const ZEROS = new Uint8Array(8);
+const TWO32 = 2 ** 32;
+const MAX_LEN8 = 0xffff;
+
+export class RingWriter {
+  /** Writes refused because the ring was full (`out_full_total`). */
+  outFullTotal = 0;
+  /** Refusals that started a full period (`out_full_first`). */
+  outFullFirst = 0;
+  /** Signals sent because the ring went empty → non-empty (`intr_out_empty`). */
+  intrOutEmpty = 0;
+  packetsWritten = 0;
+  bytesWritten = 0;
+
+  private outFullFlag = false;
+  /** The write index as we last published it. Ours alone; never re-read from shared memory. */
+  private committed: number;
+  /** Where the next packet goes; ahead of `committed` while a batch is open. */
+  private next: number;
+  /** Descriptor and range headers are assembled here, then copied into the ring. */
+  private staging: Uint8Array;
+  private stagingView: DataView;
+  private readonly trailer = new Uint8Array(8);
+  private readonly trailerView = new DataView(this.trailer.buffer);
+
+  constructor(readonly ring: RingBuffer) {
+    // Resume where the ring is. A fresh ring says 0; a hostile value fails here.
+    this.committed = ring.checkedIndex("write_index", ring.loadWriteIndex());
+    this.next = this.committed;
+    this.staging = new Uint8Array(1024);
+    this.stagingView = new DataView(this.staging.buffer);
+  }
+
+  /** Bytes written but not yet published. */
+  get uncommittedBytes(): number {
+    return this.next >= this.committed ? this.next - this.committed : this.ring.dataSize - this.committed + this.next;
+  }
+
+  /**
+   * Free bytes as the writer sees them now. A racing reader can only make
+   * this larger by the time it is used, never smaller.
+   */
+  freeBytes(): number {
+    const read = this.ring.checkedIndex("read_index", this.ring.loadReadIndex());
+    return this.ring.bytesToWrite(this.next, read);
+  }
+
+  /** Ring bytes a packet takes: descriptor + headers + payload, padded to 8, plus the trailer. */
+  static packetTotal(extLen: number, payloadLen: number): number {
+    return align8(D.SIZE + extLen + payloadLen) + VMBUS_PKT_TRAILER;
+  }
+
+  /** `VM_PKT_DATA_INBAND` (the `vmbus_sendpacket` layout: offset8 = 2). Returns false if the ring is full. */
+  writeInband(transId: TransId, payload: Uint8Array, flags = 0): boolean {
+    return this.writePacket(VM_PKT_DATA_INBAND, flags, transId, 0, payload);
+  }
+
+  /** `VM_PKT_COMP`: a completion echoing the request's transaction id. */
+  writeCompletion(transId: TransId, payload: Uint8Array, flags = 0): boolean {
+    return this.writePacket(VM_PKT_COMP, flags, transId, 0, payload);
+  }
+
+  /**
+   * `VM_PKT_DATA_USING_GPA_DIRECT` in the `vmbus_sendpacket_pagebuffer`
+   * layout: up to 32 single-page ranges.
+   */
+  writePageBuffer(
+    transId: TransId,
+    entries: readonly PageBufferEntry[],
+    payload: Uint8Array,
+    flags = VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+  ): boolean {
+    const n = entries.length;
+    if (n > MAX_PAGE_BUFFER_COUNT) {
+      throw new InvalidArgumentError("page buffer count", n, `must be at most MAX_PAGE_BUFFER_COUNT (${MAX_PAGE_BUFFER_COUNT})`);
+    }
+    const extLen = PB.range - D.SIZE + n * PB.RANGE_SIZE;
+    const v = this.stage(extLen);
+    v.setUint32(PB.reserved, 0, true);
+    v.setUint32(PB.rangecount, n, true);
+    for (let i = 0; i < n; i++) {
+      const e = entries[i] as PageBufferEntry;
+      if (e.offset < 0 || e.offset >= 4096 || e.len < 0 || e.offset + e.len > 4096) {
+        throw new InvalidArgumentError(`page buffer ${i} offset+len`, e.offset + e.len, "must stay inside one 4096-byte page");
+      }
+      const o = PB.range + i * PB.RANGE_SIZE;
+      v.setUint32(o + PB.range_len, e.len, true);
+      v.setUint32(o + PB.range_offset, e.offset, true);
+      setU64(v, o + PB.range_pfn, e.pfn);
+    }
+    return this.writePacket(VM_PKT_DATA_USING_GPA_DIRECT, flags, transId, extLen, payload);
+  }
+
+  /**
+   * `VM_PKT_DATA_USING_GPA_DIRECT` in the `vmbus_sendpacket_mpb_desc`
+   * layout: `rangecount` multi-page ranges, each with as many PFNs as its
+   * bytes touch. The caller sets the range count (since 2025, Linux too).
+   */
+  writeMpb(
+    transId: TransId,
+    ranges: readonly GpaRange[],
+    payload: Uint8Array,
+    flags = VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+  ): boolean {
+    let extLen = MPB.range - D.SIZE;
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i] as GpaRange;
+      const need = pagesSpanned(r.byteOffset, r.byteCount);
+      if (r.byteOffset < 0 || r.byteOffset >= 4096 || r.pfns.length !== need) {
+        throw new InvalidArgumentError(
+          `mpb range ${i} pfn count`,
+          r.pfns.length,
+          `must be ${need}: the pages touched by ${r.byteCount} bytes at offset ${r.byteOffset}`,
+        );
+      }
+      extLen += 8 + 8 * need;
+    }
+    const v = this.stage(extLen);
+    v.setUint32(MPB.reserved, 0, true);
+    v.setUint32(MPB.rangecount, ranges.length, true);
+    let o: number = MPB.range;
+    for (let i = 0; i < ranges.length; i++) {
+      const r = ranges[i] as GpaRange;
+      v.setUint32(o + MPB.range_len, r.byteCount, true);
+      v.setUint32(o + MPB.range_offset, r.byteOffset, true);
+      o += MPB.range_pfn_array;
+      for (let j = 0; j < r.pfns.length; j++, o += 8) setU64(v, o, r.pfns[j] as number);
+    }
+    return this.writePacket(VM_PKT_DATA_USING_GPA_DIRECT, flags, transId, extLen, payload);
+  }
+
+  /** `VM_PKT_DATA_USING_XFER_PAGES`: ranges of a transfer page set (netvsc receive). */
+  writeXferPages(
+    transId: TransId,
+    xferPagesetId: number,
+    ranges: readonly XferPageRange[],
+    payload: Uint8Array,
+    flags = VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+    senderOwnsSet = false,
+  ): boolean {
+    const n = ranges.length;
+    const extLen = XFER.ranges - D.SIZE + n * XFER.RANGE_SIZE;
+    const v = this.stage(extLen);
+    v.setUint16(XFER.xfer_pageset_id, xferPagesetId, true);
+    v.setUint8(XFER.sender_owns_set, senderOwnsSet ? 1 : 0);
+    v.setUint8(XFER.reserved, 0);
+    v.setUint32(XFER.range_cnt, n, true);
+    for (let i = 0; i < n; i++) {
+      const r = ranges[i] as XferPageRange;
+      const o = XFER.ranges + i * XFER.RANGE_SIZE;
+      v.setUint32(o, r.byteCount, true);
+      v.setUint32(o + 4, r.byteOffset, true);
+    }
+    return this.writePacket(VM_PKT_DATA_USING_XFER_PAGES, flags, transId, extLen, payload);
+  }
+
+  /**
+   * Copies one packet into the ring after the write cursor without
+   * publishing it. `extLen` bytes of type-specific header must already be
+   * staged after the descriptor (see `stage`). Returns false, writing
+   * nothing, when the ring has not strictly more free bytes than the packet
+   * needs: an exact fit is refused, so the ring never fills completely and
+   * `read_index == write_index` always means empty, never full.
+   */
+  writePacket(type: number, flags: number, transId: TransId, extLen: number, payload: Uint8Array): boolean {
+    const ring = this.ring;
+    const hdrLen = D.SIZE + extLen;
+    const payloadLen = payload.length;
+    const pktLen = align8(hdrLen + payloadLen);
+    const total = pktLen + VMBUS_PKT_TRAILER;
+    if (pktLen / 8 > MAX_LEN8 || total >= ring.dataSize) {
+      throw new InvalidArgumentError(
+        `${ring.name} packet length`,
+        pktLen,
+        `must fit len8 (u16) and be smaller than the ring data size ${ring.dataSize}`,
+      );
+    }
+    const read = ring.checkedIndex("read_index", ring.loadReadIndex());
+    if (ring.bytesToWrite(this.next, read) <= total) {
+      this.outFullTotal++;
+      if (!this.outFullFlag) {
+        this.outFullFirst++;
+        this.outFullFlag = true;
+      }
+      return false;
+    }
+    this.outFullFlag = false;
+
+    const v = this.stagingView;
+    v.setUint16(D.type, type, true);
+    v.setUint16(D.offset8, hdrLen >>> 3, true);
+    v.setUint16(D.len8, pktLen >>> 3, true);
+    v.setUint16(D.flags, flags, true);
+    setTransId(v, D.trans_id, transId);
+
+    const start = this.next;
+    let at = copyToRing(ring, start, this.staging, 0, hdrLen);
+    at = copyToRing(ring, at, payload, 0, payloadLen);
+    at = copyToRing(ring, at, ZEROS, 0, pktLen - hdrLen - payloadLen);
+    // Trailer: the write index before this packet in the upper 32 bits.
+    // Nobody reads it, but a real guest's ring dump has it, so ours does.
+    this.trailerView.setUint32(0, 0, true);
+    this.trailerView.setUint32(4, start, true);
+    at = copyToRing(ring, at, this.trailer, 0, VMBUS_PKT_TRAILER);
+    this.next = at;
+    this.packetsWritten++;
+    this.bytesWritten += total;
+    return true;
+  }
+
+  /**
+   * Publishes everything written since the last commit and decides whether
+   * to signal the reader (`hv_signal_on_write`): only if the reader has not
+   * masked interrupts and the ring was empty before this batch.
+   *
+   * Why only empty → non-empty: a reader that found the ring non-empty is
+   * still draining and will see our packets before it stops; signalling it
+   * again is the "unnecessary interrupt" Hyper-V throttles guests for.
+   *
+   * Why the mask and read index are read *after* the index store: the
+   * reader clears its mask, then re-checks for data (`endRead`). If we
+   * sampled the mask before publishing, the reader could unmask and find
+   * nothing in between, and we would skip the signal — a lost wakeup. With
+   * the store first (Atomics are sequentially consistent, so it is also
+   * the full barrier Linux issues), one of the two always sees the other.
+   */
+  commit(): boolean {
+    if (this.next === this.committed) return false;
+    const old = this.committed;
+    this.ring.storeWriteIndex(this.next);
+    this.committed = this.next;
+    if (this.ring.loadInterruptMask() !== 0) return false;
+    // Equality only: a garbage read index simply means "not empty before".
+    if (this.ring.loadReadIndex() === old) {
+      this.intrOutEmpty++;
+      return true;
+    }
+    return false;
+  }
+
+  /** Drops packets written since the last commit (OpenVMM's revert). */
+  discard(): void {
+    this.next = this.committed;
+  }
+
+  /**
+   * After a refused write: announce that we wait for `needed` free bytes
+   * (`pending_send_sz`), then look again. Returns true when the space is
+   * already there — retry now, nobody will signal — and false when the
+   * caller must wait for the reader's signal.
+   *
+   * The second look is what makes this safe: the reader may have freed the
+   * space after our failed write but before our store, and at that moment
+   * it saw pending_send_sz = 0 and did not signal. Without the re-check we
+   * would sleep with a ring that has room, forever.
+   */
+  block(needed: number): boolean {
+    this.ring.storePendingSendSize(needed);
+    if (this.freeBytes() > needed) {
+      this.ring.storePendingSendSize(0);
+      return true;
+    }
+    return false;
+  }
+
+  /** Clears `pending_send_sz` once the wait is over (space came, or the channel closes). */
+  unblock(): void {
+    this.ring.storePendingSendSize(0);
+  }
+
+  /** Grows the staging area if a header needs it and returns its view. */
+  private stage(extLen: number): DataView {
+    const need = D.SIZE + extLen;
+    if (need > this.staging.length) {
+      this.staging = new Uint8Array(align8(need * 2));
+      this.stagingView = new DataView(this.staging.buffer);
+    }
+    return this.stagingView;
+  }
+}
+
+function setU64(v: DataView, off: number, n: number): void {
+  v.setUint32(off, n >>> 0, true);
+  v.setUint32(off + 4, Math.floor(n / TWO32) >>> 0, true);
+}
+
+export function setTransId(v: DataView, off: number, id: TransId): void {
+  if (typeof id === "bigint") {
+    v.setBigUint64(off, BigInt.asUintN(64, id), true);
+  } else {
+    if (!Number.isSafeInteger(id) || id < 0) {
+      throw new InvalidArgumentError("trans_id", id, "must be a non-negative safe integer (use a bigint for larger u64 values)");
+    }
+    setU64(v, off, id);
+  }
+}
