@@ -178,7 +178,7 @@ export class RingReader {
   }
 
   /**
-   * Publishes the cursor as `read_index` and decides whether to signal a
+   * Publishes the cursor — everything stepped past — as `read_index` and decides whether to signal a
    * writer blocked on this ring (`hv_pkt_iter_close`). Returns true when
    * the writer must be signalled.
    *
@@ -197,7 +197,9 @@ export class RingReader {
    * fit counts as "not enough", because a write needs strictly more room.
    */
   close(): boolean {
-    this.advance();
+    // As in Linux, a packet returned by first()/next() but not stepped past
+    // (by next() or advance()) is not consumed: it is returned again.
+    this.currentTotal = 0;
     const ring = this.ring;
     const start = this.published;
     if (this.cursor === start) return false;
@@ -213,8 +215,7 @@ export class RingReader {
     const currWrite = ring.bytesToWrite(write, this.cursor);
     let bytesRead = this.cursor - start;
     if (bytesRead < 0) bytesRead += ring.dataSize;
-    if (currWrite - bytesRead > pending) return false;
-    if (currWrite <= pending) return false;
+    if (!crossedPendingSendSize(pending, currWrite, bytesRead)) return false;
     this.intrInFull++;
     return true;
   }
@@ -236,4 +237,18 @@ export class RingReader {
     this.ring.storeInterruptMask(0);
     return this.available();
   }
+}
+
+/**
+ * The reader's signalling decision once the order has been kept: signal a
+ * writer waiting for `pending` free bytes only if this read moved free
+ * space from "not enough" (≤ pending, before the `bytesRead` bytes were
+ * freed) to "enough" (> pending). Both comparisons are ≤ because a write
+ * needs strictly more room than its size.
+ */
+export function crossedPendingSendSize(pending: number, freeNow: number, bytesRead: number): boolean {
+  if (pending === 0) return false;
+  if (freeNow - bytesRead > pending) return false; // there was room already: not blocked, or already woken
+  if (freeNow <= pending) return false; // still not enough: no false hope
+  return true;
 }

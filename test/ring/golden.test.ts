@@ -34,6 +34,10 @@ describe("ring header", () => {
     r.beginRead();
     expect(raw.getUint32(8, true)).toBe(1); // interrupt_mask
     r.close();
+    expect(raw.getUint32(4, true)).toBe(0); // a packet not stepped past is not consumed
+    expect(r.first()?.transIdNumber).toBe(1); // returned again
+    expect(r.next()).toBeNull();
+    r.close();
     expect(raw.getUint32(4, true)).toBe(32); // read_index
     w.block(100);
     expect(raw.getUint32(12, true)).toBe(0); // space was there: block() cleared it again
