@@ -120,3 +120,42 @@ export class ProtocolError extends VmbusSimError {
     );
   }
 }
+
+/** The errno values Linux returns from the operations the simulation models (sysfs writes, channel calls). */
+export const ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  EIO: 5,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EDOM: 33,
+  ENOBUFS: 105,
+  ECONNREFUSED: 111,
+  EOPNOTSUPP: 95,
+  EDQUOT: 122,
+  EMSGSIZE: 90,
+} as const;
+export type ErrnoName = keyof typeof ERRNO;
+
+/**
+ * An operation failed the way Linux fails it: with an errno. `op` names the
+ * operation (`write /sys/bus/vmbus/devices/…/channels/14/cpu`), `detail`
+ * says why in words.
+ */
+export class ErrnoError extends VmbusSimError {
+  readonly code = "ERRNO";
+  readonly errnoValue: number;
+  constructor(
+    readonly errno: ErrnoName,
+    readonly op: string,
+    readonly detail: string,
+  ) {
+    super(`${op}: ${errno} (-${ERRNO[errno]}): ${detail}`);
+    this.errnoValue = ERRNO[errno];
+  }
+}

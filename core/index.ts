@@ -6,3 +6,5 @@ export * from "./errors.js";
 export * from "./memory/guest-memory.js";
 export * from "./memory/paged-view.js";
 export * from "./ring/index.js";
+export * from "./driver/index.js";
+export * from "./vmbus/guid.js";
