@@ -7,4 +7,4 @@ export * from "./memory/guest-memory.js";
 export * from "./memory/paged-view.js";
 export * from "./ring/index.js";
 export * from "./driver/index.js";
-export * from "./vmbus/guid.js";
+export * from "./vmbus/index.js";
