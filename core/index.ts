@@ -8,3 +8,7 @@ export * from "./memory/paged-view.js";
 export * from "./ring/index.js";
 export * from "./driver/index.js";
 export * from "./vmbus/index.js";
+export * from "./sim/index.js";
+export * from "./hv/index.js";
+export * from "./trace/index.js";
+export * from "./sysfs/index.js";
