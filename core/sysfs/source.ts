@@ -71,6 +71,8 @@ export interface SysfsBus {
   readonly hibernation: boolean;
   /** Per-vCPU VMBus interrupt counts (the HYP line of /proc/interrupts), index = vCPU. */
   hypervisorCallbackInterrupts(): readonly number[];
-  /** Whether a vCPU is online. */
+  /** Number of vCPUs (CPU0 … CPU<n-1>). */
   readonly vcpuCount: number;
+  /** Whether vCPU `cpu` is online (`/proc/interrupts` has a column per online CPU); all are when absent. */
+  vcpuOnline?(cpu: number): boolean;
 }
