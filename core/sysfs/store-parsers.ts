@@ -4,10 +4,11 @@
  * callback receives: kernfs copies at most PAGE_SIZE bytes of the write and
  * NUL-terminates the copy, so C string functions stop at the first NUL.
  */
+import { PAGE_SIZE } from "../memory/guest-memory.js";
 import { Guid } from "../vmbus/guid.js";
 
-/** `PAGE_SIZE` on x86-64; the size of a sysfs attribute buffer. */
-export const PAGE_SIZE = 4096;
+/** The size of a sysfs attribute buffer: `PAGE_SIZE` on x86-64. */
+export const SYSFS_BUFFER_SIZE = PAGE_SIZE;
 
 /** The longest string (in bytes, newline stripped) `driver_override` accepts: PAGE_SIZE - 2. */
 export const DRIVER_OVERRIDE_MAX = PAGE_SIZE - 2;

@@ -32,7 +32,7 @@ import { ErrnoError, InvalidArgumentError } from "../errors.js";
 import type { RingBuffer, RingDebugInfo } from "../ring/ring-buffer.js";
 import type { SysfsBus, SysfsChannel, SysfsDevice } from "./source.js";
 import {
-  PAGE_SIZE,
+  SYSFS_BUFFER_SIZE,
   driverSetOverride,
   kobjectActionType,
   parseUuidPrefix,
@@ -415,7 +415,7 @@ export class VmbusSysfs {
     if (node.store === undefined) throw new ErrnoError("EACCES", op, "read-only attribute");
     const bytes = toBytes(value);
     if (bytes.length === 0) return 0;
-    return node.store(bytes.length > PAGE_SIZE ? bytes.subarray(0, PAGE_SIZE) : bytes, op);
+    return node.store(bytes.length > SYSFS_BUFFER_SIZE ? bytes.subarray(0, SYSFS_BUFFER_SIZE) : bytes, op);
   }
 
   stat(path: string): SysfsStat {
