@@ -12,3 +12,4 @@ export * from "./sim/index.js";
 export * from "./hv/index.js";
 export * from "./trace/index.js";
 export * from "./sysfs/index.js";
+export * from "./system/index.js";

@@ -153,6 +153,25 @@ export class MonitorPages {
     return this.view.getUint32(p + HV_MONITOR_PAGE.parameterConnectionId, true) & HV_CONNECTION_ID_MASK;
   }
 
+  /** `trigger_group[group].pending` of page [0] (server) or [1] (client), as sysfs shows it. */
+  pendingWord(page: 0 | 1, group: number): number {
+    if (!Number.isInteger(group) || group < 0 || group >= 4) throw new InvalidArgumentError("monitor group", group, "must be in [0, 4)");
+    return Atomics.load(this.words, (this.pageGpa[page] + monitorPendingOffset(group)) >> 2) >>> 0;
+  }
+
+  /** `latency[grp][bit]` of page [0] or [1], raw (units of 100 ns). */
+  latencyEntry(page: 0 | 1, monitorId: number): number {
+    checkMonitorId(monitorId);
+    return this.view.getUint16(this.pageGpa[page] + monitorLatencyOffset(monitorId >>> 5, monitorId & 31), true);
+  }
+
+  /** `parameter[grp][bit].connectionid.id` of page [0] or [1]. */
+  connectionIdEntry(page: 0 | 1, monitorId: number): number {
+    checkMonitorId(monitorId);
+    const p = this.pageGpa[page] + monitorParameterOffset(monitorId >>> 5, monitorId & 31);
+    return this.view.getUint32(p + HV_MONITOR_PAGE.parameterConnectionId, true) & HV_CONNECTION_ID_MASK;
+  }
+
   /**
    * Guest side (`vmbus_setevent`, monitor path): set the pending bit in the
    * client page. No hypercall. Allocates nothing.
