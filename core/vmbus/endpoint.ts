@@ -107,12 +107,14 @@ export class ChannelEndpoint {
 
   /**
    * Drains the incoming ring, calling `onPacket` for each packet (a private
-   * copy, valid during the call). Returns the number of packets. A
+   * copy, valid during the call). Returns the number of packets taken.
+   * `onPacket` returning false stops the drain and leaves that packet (and
+   * those after it) in the ring. A
    * `RingCorruptError` from the reader propagates: the caller closes the
    * channel. Re-entrant calls (a packet handler that triggers a drain) are
    * ignored: the outer loop will see the new packets.
    */
-  drain(onPacket: (p: IncomingPacket) => void): number {
+  drain(onPacket: (p: IncomingPacket) => boolean | void): number {
     if (this.draining) return 0;
     this.draining = true;
     let n = 0;
@@ -120,11 +122,24 @@ export class ChannelEndpoint {
     try {
       r.beginRead();
       for (;;) {
+        let stopped = false;
         for (let p = r.first(); p !== null; p = r.next()) {
+          // A handler that cannot take the packet now (its queue is full, no
+          // room reserved for the completion) returns false: the packet stays
+          // in the ring, unconsumed, for the next drain.
+          if (onPacket(p) === false) {
+            stopped = true;
+            break;
+          }
           n++;
-          onPacket(p);
         }
         if (r.close()) this.signalPeer();
+        if (stopped) {
+          // Leave the mask clear so that the peer signals new data; the
+          // caller drains again when it can take packets.
+          r.endRead();
+          break;
+        }
         // Unmask, then look again: a packet published while we were masked
         // was not signalled, and nobody else will come for it.
         if (r.endRead() === 0) break;

@@ -73,7 +73,13 @@ export interface HostChannelHandler {
   close(channel: HostChannel): void | Promise<void>;
 }
 
-export type HostPacketHandler = (packet: IncomingPacket, channel: HostChannel) => void;
+/**
+ * Handles one packet from the guest (a private copy, valid during the
+ * call). Returning false leaves it in the ring, unconsumed — a device whose
+ * queue is full, or that has no room reserved for the completion, takes it
+ * later with `channel.service()`.
+ */
+export type HostPacketHandler = (packet: IncomingPacket, channel: HostChannel) => boolean | void;
 
 /** Lifecycle of an offered channel as the host sees it. */
 export type HostChannelState = "offered" | "open" | "rescinded" | "released";
@@ -164,7 +170,7 @@ export class HostChannel {
    * rings start empty, so it starts set.
    */
   private drainedSinceSignal = true;
-  private readonly onPacketBound: (p: IncomingPacket) => void;
+  private readonly onPacketBound: (p: IncomingPacket) => boolean | void;
   private releaseResolve: (() => void) | null = null;
   /** @internal Resolves when the guest released the relid (or the server dropped it). */
   readonly released: Promise<void>;
@@ -293,11 +299,25 @@ export class HostChannel {
       return;
     }
     this.counters.hostWakeups++;
+    this.service();
+  }
+
+  /**
+   * Gives blocked host senders their chance, then drains the guest→host
+   * ring. A device calls it when it can take packets again after refusing
+   * one (its queue had filled). A malformed ring or packet (any
+   * VmbusSimError) fails the channel; anything else is a simulator bug and
+   * propagates to the scheduler.
+   */
+  service(): void {
+    const ep = this.endpoint;
+    if (this.state !== "open" || ep === null || this.failed) return;
     try {
       ep.retryBlocked();
       ep.drain(this.onPacketBound);
-      // drain() returns only once it unmasked and found the ring empty.
-      if (this.endpoint === ep) this.drainedSinceSignal = true;
+      // Drained to empty (not stopped by a full device queue): the next
+      // guest signal is the empty → non-empty one Hyper-V expects.
+      if (this.endpoint === ep && ep.reader.ring.loadWriteIndex() === ep.reader.ring.loadReadIndex()) this.drainedSinceSignal = true;
     } catch (e) {
       if (e instanceof VmbusSimError) this.fail(e);
       else throw e;
@@ -337,17 +357,19 @@ export class HostChannel {
     return necessary;
   }
 
-  private deliver(p: IncomingPacket): void {
+  private deliver(p: IncomingPacket): boolean | void {
     // A handler may fail the channel in the middle of a drain; the rest of
     // the batch is consumed without being looked at.
     if (this.failed || this.state !== "open") return;
-    this.counters.packetsIn++;
     const h = this.packetHandler;
     if (h === null) {
+      this.counters.packetsIn++;
       this.counters.packetsDropped++;
       return;
     }
-    h(p, this);
+    const took = h(p, this);
+    if (took !== false) this.counters.packetsIn++;
+    return took;
   }
 }
 
