@@ -33,7 +33,7 @@ import type { VmbusDevice } from "../vmbus/device.js";
 import { Guid, InstanceGuidGenerator } from "../vmbus/guid.js";
 import { VmbusServer, type HostChannelHandler, type HostDevice } from "../vmbus/server.js";
 import { VMBUS_DEFAULT_MAX_VERSION } from "../vmbus/versions.js";
-import { HOST_DEVICE_CONFIG, HOST_VM, HV_DEVICE, SIMULATION, VMBUS_CHANNEL, VM_CONTEXT, type VmContext } from "./tokens.js";
+import { HOST_DEVICE_CONFIG, HOST_VM, HOST_VMBUS_SERVER, HV_DEVICE, SIMULATION, VMBUS_CHANNEL, VM_CONTEXT, type VmContext } from "./tokens.js";
 
 export interface SystemOptions {
   /** Seed of every random choice (instance GUIDs, workloads, faults). */
@@ -86,6 +86,7 @@ export class Vm implements VmContext {
     this.store.add(toDisposable(() => this.container.dispose()));
     this.store.add(toDisposable(() => this.hostContainer.dispose()));
     this.server = new VmbusServer(system.hv, partition, { maxVersion: system.hostMaxVersion });
+    this.hostContainer.registerInstance(HOST_VMBUS_SERVER, this.server);
     this.bus = new DriverBus<VmbusDevice>(this.container, (child, dev) => {
       child.registerInstance(HV_DEVICE, dev);
       child.registerInstance(VMBUS_CHANNEL, dev.primary);

@@ -9,6 +9,7 @@ import type { GuestPartition } from "../hv/partition.js";
 import type { Simulation } from "../sim/simulation.js";
 import type { VmbusDevice } from "../vmbus/device.js";
 import type { GuestChannel } from "../vmbus/guest-channel.js";
+import type { VmbusServer } from "../vmbus/server.js";
 
 /** The VM a guest driver runs in (name, vCPUs, memory, scheduler). */
 export interface VmContext {
@@ -29,3 +30,5 @@ export const SIMULATION: InjectionToken<Simulation> = token<Simulation>("vmbus.c
 export const HOST_DEVICE_CONFIG: InjectionToken<unknown> = token<unknown>("vmbus.core.HostDeviceConfig");
 /** Host side: which VM the device is offered to. */
 export const HOST_VM: InjectionToken<VmContext> = token<VmContext>("vmbus.core.HostVm");
+/** Host side: the VMBus server of that VM (to offer subchannels, rescind, hot-plug). */
+export const HOST_VMBUS_SERVER: InjectionToken<VmbusServer> = token<VmbusServer>("vmbus.core.HostVmbusServer");
