@@ -2,6 +2,8 @@
  * vmbus-sim's public entry. Drivers (under `drivers/`) and examples import
  * from here and from nowhere else in `core/`.
  */
+// tsyringe needs the Reflect metadata API before any decorated class loads.
+import "reflect-metadata";
 export * from "./errors.js";
 export * from "./memory/guest-memory.js";
 export * from "./memory/paged-view.js";
