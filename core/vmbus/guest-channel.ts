@@ -7,13 +7,13 @@
  * driver-facing API of one relid. The client (`client.ts`) creates it from
  * an offer and routes control messages to it; the ISR calls `onInterrupt`.
  */
-import { ErrnoError, InvalidArgumentError, VmbusSimError } from "../errors.js";
+import { ErrnoError, VmbusSimError } from "../errors.js";
 import { signalChannel } from "../hv/guest.js";
 import type { GuestPartition } from "../hv/partition.js";
 import { currentVcpu, type Vcpu } from "../hv/vcpu.js";
 import { PAGE_SIZE } from "../memory/guest-memory.js";
 import type { GpaRange } from "../memory/paged-view.js";
-import { VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, VM_PKT_COMP, VM_PKT_DATA_INBAND } from "../ring/layout.js";
+import { VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, VM_PKT_COMP } from "../ring/layout.js";
 import type { IncomingPacket } from "../ring/ring-reader.js";
 import { RingBuffer } from "../ring/ring-buffer.js";
 import { type PageBufferEntry, RingWriter, type TransId, type XferPageRange } from "../ring/ring-writer.js";
@@ -422,16 +422,5 @@ export class GuestChannel implements SysfsChannel {
       lowLatency: this.lowLatency,
     });
     if (path === "hypercall") this.sigEvents++;
-  }
-}
-
-/** True for the packet kinds a driver's `onPacket` receives as data. */
-export function isDataPacket(p: IncomingPacket): boolean {
-  return p.type === VM_PKT_DATA_INBAND || p.type !== VM_PKT_COMP;
-}
-
-export function checkRingBytes(field: string, v: number): void {
-  if (!Number.isInteger(v) || v % PAGE_SIZE !== 0 || v < 2 * PAGE_SIZE) {
-    throw new InvalidArgumentError(field, v, `must be a multiple of ${PAGE_SIZE} and at least ${2 * PAGE_SIZE}`);
   }
 }
