@@ -206,6 +206,16 @@ export class ChromeTraceWriter {
       this.ensureNamed(e);
       this.complete(tracePid(e.partitionId), traceTid(e.vpIndex), e.label, "hv.vcpu", e.startNs, e.durNs);
     });
+    on("ringOccupancy", (e) => {
+      this.counter(tracePid(e.partitionId), `relid ${e.relid} ${e.ring} ring`, { used: e.usedBytes, free: e.freeBytes }, e.timeNs);
+    });
+    on("transaction", (e) => {
+      const pid = tracePid(e.partitionId);
+      const id = `${e.partitionId}.${e.relid}.${e.requestId}`;
+      const name = `relid ${e.relid} request`;
+      if (e.phase === "begin") this.asyncBegin(pid, "vmbus.transaction", id, name, { relid: e.relid, requestId: e.requestId }, e.timeNs);
+      else this.asyncEnd(pid, "vmbus.transaction", id, name, { outcome: e.outcome ?? "completed" }, e.timeNs);
+    });
     on("schedulerError", (e) => {
       this.ensureNamed(e);
       this.instant(tracePid(e.partitionId), traceTid(e.vpIndex), "scheduler error", "sim.error", { label: e.label, message: e.message }, e.timeNs, "g");

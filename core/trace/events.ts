@@ -114,6 +114,24 @@ export interface SchedulerErrorTraceEvent extends TraceWhere {
 }
 
 /** Event name → listener arguments (eventemitter3's typed-map form). */
+/** Bytes in use in one of a channel's rings, sampled after the guest wrote or drained it. */
+export interface RingOccupancyTraceEvent extends TraceWhere {
+  readonly relid: number;
+  /** "out" = guest → host ring, "in" = host → guest ring. */
+  readonly ring: "out" | "in";
+  readonly usedBytes: number;
+  readonly freeBytes: number;
+}
+
+/** A guest request with a completion (a VMBus transaction), from send to completion. */
+export interface TransactionTraceEvent extends TraceWhere {
+  readonly relid: number;
+  readonly requestId: number;
+  readonly phase: "begin" | "end";
+  /** "completed", or why it ended otherwise ("failed"). */
+  readonly outcome?: string;
+}
+
 export interface TraceEventMap {
   partitionCreated: [PartitionTraceEvent];
   vcpuCreated: [VcpuTraceEvent];
@@ -128,6 +146,8 @@ export interface TraceEventMap {
   throttle: [ThrottleTraceEvent];
   vcpuRun: [VcpuRunTraceEvent];
   schedulerError: [SchedulerErrorTraceEvent];
+  ringOccupancy: [RingOccupancyTraceEvent];
+  transaction: [TransactionTraceEvent];
 }
 
 export type TraceEventName = keyof TraceEventMap;

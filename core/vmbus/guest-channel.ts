@@ -341,6 +341,7 @@ export class GuestChannel implements SysfsChannel {
     try {
       // The signal may mean "space freed" (we were blocked) or "packets".
       ep.retryBlocked();
+      this.traceRing("in");
       ep.drain((p) => this.dispatch(p));
     } catch (e) {
       if (!(e instanceof VmbusSimError)) throw e;
@@ -378,17 +379,61 @@ export class GuestChannel implements SysfsChannel {
   private request(op: string, total: number, write: (w: RingWriter, id: number) => boolean): Promise<Completion> {
     const ep = this.requireOpen(op);
     const rq = this.requestor as VmbusRequestor<PendingRequest>;
+    const tracer = this.vm.hypervisor.sim.tracer;
     return new Promise<Completion>((resolve, reject) => {
-      const id = rq.next({ resolve, reject });
+      let pending: PendingRequest = { resolve, reject };
+      if (tracer.wants("transaction")) pending = this.traced(resolve, reject, () => id);
+      const id = rq.next(pending);
       if (id === 0) {
         reject(new ErrnoError("EAGAIN", `${op} ${this.name}`, `all ${rq.size} request ids are in use`));
         return;
       }
-      ep.send((w) => write(w, id), total).catch((e: unknown) => {
-        // Never sent: give the id back and fail the caller.
-        if (rq.has(id)) rq.complete(id);
+      if (tracer.wants("transaction")) this.emitTransaction(id, "begin");
+      ep.send((w) => write(w, id), total).then(
+        () => this.traceRing("out"),
+        (e: unknown) => {
+          // Never sent: give the id back and fail the caller.
+          if (rq.has(id)) rq.complete(id);
+          pending.reject(e);
+        },
+      );
+    });
+  }
+
+  /** Wraps a request's callbacks so its end is traced. */
+  private traced(resolve: (c: Completion) => void, reject: (e: unknown) => void, id: () => number): PendingRequest {
+    return {
+      resolve: (c) => {
+        this.emitTransaction(id(), "end", "completed");
+        resolve(c);
+      },
+      reject: (e) => {
+        this.emitTransaction(id(), "end", "failed");
         reject(e);
-      });
+      },
+    };
+  }
+
+  private emitTransaction(requestId: number, phase: "begin" | "end", outcome?: string): void {
+    const sim = this.vm.hypervisor.sim;
+    sim.tracer.emit("transaction", { timeNs: sim.now, partitionId: this.vm.id, vpIndex: null, relid: this.relid, requestId, phase, outcome });
+  }
+
+  /** Samples a ring's occupancy into the trace (only when someone listens). */
+  private traceRing(which: "out" | "in"): void {
+    const sim = this.vm.hypervisor.sim;
+    if (!sim.tracer.wants("ringOccupancy")) return;
+    const ring = which === "out" ? this.outbound : this.inbound;
+    if (ring === null) return;
+    const free = ring.bytesToWrite(ring.loadWriteIndex() % ring.dataSize, ring.loadReadIndex() % ring.dataSize);
+    sim.tracer.emit("ringOccupancy", {
+      timeNs: sim.now,
+      partitionId: this.vm.id,
+      vpIndex: null,
+      relid: this.relid,
+      ring: which,
+      usedBytes: ring.dataSize - free,
+      freeBytes: free,
     });
   }
 
