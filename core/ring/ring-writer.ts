@@ -247,22 +247,29 @@ export class RingWriter {
     }
     this.outFullFlag = false;
 
-    const v = this.stagingView;
-    v.setUint16(D.type, type, true);
-    v.setUint16(D.offset8, hdrLen >>> 3, true);
-    v.setUint16(D.len8, pktLen >>> 3, true);
-    v.setUint16(D.flags, flags, true);
-    setTransId(v, D.trans_id, transId);
-
     const start = this.next;
     const dsize = ring.dataSize;
+    // A bare descriptor that does not wrap goes straight into the ring;
+    // everything else is staged first and copied in below.
+    const direct = extLen === 0 && start + D.SIZE <= dsize;
+    const v = direct ? ring.dataView : this.stagingView;
+    const o = direct ? start : 0;
+    v.setUint16(o + D.type, type, true);
+    v.setUint16(o + D.offset8, hdrLen >>> 3, true);
+    v.setUint16(o + D.len8, pktLen >>> 3, true);
+    v.setUint16(o + D.flags, flags, true);
+    setTransId(v, o + D.trans_id, transId);
+
     // The copies below are the cost of a packet, so each takes the fastest
     // path for its shape (byte loops on a SharedArrayBuffer view cost over
     // a nanosecond a byte): headers as 8-byte words (`start` is 8-aligned;
     // every header this class stages is a multiple of 8 bytes), the payload
     // with one `set` when it is a whole array that does not wrap.
     let at: number;
-    if ((hdrLen & 7) === 0) {
+    if (direct) {
+      at = start + D.SIZE;
+      if (at === dsize) at = 0;
+    } else if ((hdrLen & 7) === 0) {
       wordsToRing(this.ring64, start >> 3, this.staging64, hdrLen >> 3);
       at = start + hdrLen;
       if (at >= dsize) at -= dsize;
@@ -369,6 +376,12 @@ function setU64(v: DataView, off: number, n: number): void {
 }
 
 export function setTransId(v: DataView, off: number, id: TransId): void {
+  // Request ids are small numbers: the common case, kept cheap.
+  if (typeof id === "number" && id >>> 0 === id) {
+    v.setUint32(off, id, true);
+    v.setUint32(off + 4, 0, true);
+    return;
+  }
   if (typeof id === "bigint") {
     v.setBigUint64(off, BigInt.asUintN(64, id), true);
   } else {
