@@ -79,3 +79,21 @@ describe("UNLOAD", () => {
     expect(vm.server.connected).toBe(false);
   });
 });
+
+describe("initial target vCPU (init_vp_index)", () => {
+  it("channels of a performance class (SCSI) are spread round-robin over the vCPUs", async () => {
+    const { HV_SCSI_GUID } = await import("../../core/index.js");
+    const plugin = (c: DependencyContainer): void => {
+      registerGuestDriver(c, { name: "echo", classIds: [HV_SCSI_GUID] }, EchoDriver);
+      registerHostDevice(c, { name: "scsi-echo", classId: HV_SCSI_GUID }, EchoHostDevice);
+    };
+    const sys = new VmbusSystem({ seed: 5, plugins: [plugin] });
+    const vm = sys.addVm({ vcpus: 4 });
+    for (let i = 0; i < 5; i++) sys.addHostDevice(vm, "scsi-echo");
+    await sys.boot();
+    expect(vm.client.devices.map((d) => d.primary.targetCpu)).toEqual([0, 1, 2, 3, 0]);
+    // The host interrupts the VP the guest asked for in OPENCHANNEL.
+    expect(vm.client.devices.map((d) => vm.server.channel(d.primary.relid)!.targetVp)).toEqual([0, 1, 2, 3, 0]);
+    expect(vm.sysfs.cat(`/sys/bus/vmbus/devices/${vm.client.devices[2]!.name}/device`)).toBe("0x1\n");
+  });
+});
