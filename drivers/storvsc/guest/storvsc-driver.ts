@@ -1,0 +1,921 @@
+/**
+ * The guest storvsc driver (a VSC) — storvsc-netvsc.md §4 (initialization
+ * handshake), §5.1 (the I/O path: SRB, GPA ranges, channel choice), §5.2
+ * (completions, sense, errors, unsolicited ENUMERATE_BUS), §5.3 (hot
+ * plug), §6–§7 (the SCSI commands of a LUN scan). DESIGN.md "The walk of one
+ * storage read", steps 1–2 and 6.
+ *
+ * probe (Linux `storvsc_probe` → `storvsc_connect_to_vsp` →
+ * `storvsc_channel_init`, then `scsi_scan_host`):
+ * 1. open the primary channel (128 KiB rings, 24 zero bytes of
+ *    `vmstorage_channel_properties` as open data);
+ * 2. BEGIN_INITIALIZATION; QUERY_PROTOCOL_VERSION 6.2 → 6.0 → 5.1 until the
+ *    host answers status 0; QUERY_PROPERTIES; END_INITIALIZATION — each an
+ *    inband packet with completion requested, waited for 5 s, checked for
+ *    COMPLETE_IO and status 0;
+ * 3. if the host supports multichannel: CREATE_SUB_CHANNELS with
+ *    min(CPUs − 1, max_channel_cnt), open each offered subchannel as it
+ *    arrives (`onSubchannel`, set before the request);
+ * 4. scan: REPORT LUNS on target 0 (IDE: the one target its instance GUID
+ *    names, LUN 0), INQUIRY each LUN, READ CAPACITY(16) falling back to
+ *    (10), one `ScsiDisk` per present direct-access LUN.
+ *
+ * Request ids: the channel's requestor hands out ids and frees one only
+ * when its completion arrives or the channel closes (there is no "cancel").
+ * A command that times out therefore keeps its id — and its data pages,
+ * which the host may still be writing — until the late completion comes;
+ * that completion then completes the abandoned request, never a newer one
+ * that would have reused the id. The price: a host that never answers leaks
+ * ids; once a channel has none left its commands wait (and time out) until
+ * remove() closes the channel.
+ */
+import { inject, injectable } from "tsyringe";
+import {
+  CHANNEL_OPENED_STATE,
+  HV_DEVICE,
+  HV_IDE_GUID,
+  PAGE_SIZE,
+  ProtocolError,
+  SIMULATION,
+  VMBUS_CHANNEL,
+  VM_CONTEXT,
+  VM_PKT_DATA_INBAND,
+  VmbusSimError,
+  type Completion,
+  type EventHandle,
+  type GuestChannel,
+  type GuestMemory,
+  type IncomingPacket,
+  type Simulation,
+  type VmContext,
+  type VmbusDevice,
+  type VmbusDriver,
+} from "../../../core/index.js";
+import {
+  RECOVERED_ERROR,
+  NO_SENSE,
+  READ_TYPE,
+  REPORT_LUNS_HEADER_LENGTH,
+  SCSI_STATUS_CHECK_CONDITION,
+  SCSI_STATUS_GOOD,
+  SRB_STATUS_DATA_OVERRUN,
+  SRB_STATUS_INVALID_LUN,
+  SRB_STATUS_AUTOSENSE_VALID,
+  SRB_STATUS_SUCCESS,
+  STANDARD_INQUIRY_SHORT_LENGTH,
+  STATUS_SUCCESS,
+  STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL,
+  TYPE_DISK,
+  PERIPHERAL_QUALIFIER_CONNECTED,
+  UNKNOWN_TYPE,
+  VMSTOR_PROTO_VERSION_WIN8,
+  VSTOR_OPERATION_BEGIN_INITIALIZATION,
+  VSTOR_OPERATION_COMPLETE_IO,
+  VSTOR_OPERATION_CREATE_SUB_CHANNELS,
+  VSTOR_OPERATION_END_INITIALIZATION,
+  VSTOR_OPERATION_ENUMERATE_BUS,
+  VSTOR_OPERATION_EXECUTE_SRB,
+  VSTOR_OPERATION_NAMES,
+  VSTOR_OPERATION_QUERY_PROPERTIES,
+  VSTOR_OPERATION_QUERY_PROTOCOL_VERSION,
+  VSTOR_OPERATION_REMOVE_DEVICE,
+  READ_CAPACITY_10_DATA_LENGTH,
+  READ_CAPACITY_16_DATA_LENGTH,
+  buildInquiryCdb,
+  buildReadCapacity10Cdb,
+  buildReadCapacity16Cdb,
+  buildReportLunsCdb,
+  decodeVstorPacket,
+  encodeVstorPacket,
+  formatVmstorVersion,
+  makeExecuteSrbPacket,
+  makeVstorRequestPacket,
+  parseReadCapacity10Data,
+  parseReadCapacity16Data,
+  parseReportLunsData,
+  parseSenseData,
+  parseStandardInquiryData,
+  srbSenseData,
+  srbStatusCode,
+  type SenseData,
+  type VmscsiRequest,
+  type VmstorageChannelProperties,
+  type VstorPacket,
+  type VstorPayload,
+} from "../protocol/index.js";
+import { StorChannelMap } from "./channel-select.js";
+import {
+  RING_AVAIL_PERCENT_LOWATER,
+  SD_MAX_RETRIES,
+  STORVSC_CMD_PER_LUN,
+  STORVSC_CONFIG,
+  STORVSC_IDE_MAX_LUNS_PER_TARGET,
+  STORVSC_INIT_TIMEOUT_NS,
+  STORVSC_MAX_LUNS_PER_TARGET,
+  STORVSC_SUBCHANNEL_TIMEOUT_NS,
+  resolveStorvscConfig,
+  storvscCanQueue,
+  storvscSubchannelCount,
+  storvscVersionOrder,
+  type ResolvedStorvscConfig,
+  type StorvscConfig,
+} from "./config.js";
+import {
+  IllegalRequestError,
+  ScsiSenseError,
+  SrbStatusError,
+  StorvscRemovedError,
+  StorvscTimeoutError,
+  UnitAttentionError,
+  VstorHandshakeError,
+  commandContext,
+  senseError,
+  type ScsiCommandContext,
+} from "./errors.js";
+import { ScsiDisk, type ScsiDiskCapacity, type ScsiDiskHost, type ScsiDiskIdentity, type ScsiRequest, type ScsiResult } from "./scsi-disk.js";
+
+/** `sizeof(struct vmstorage_channel_properties)`: the zeroed OPENCHANNEL user data Linux sends. */
+const OPEN_USER_DATA_BYTES = 24;
+
+/** What a rescan changed. */
+export interface RescanResult {
+  /** Why it ran: "probe", "ENUMERATE_BUS from the host", "UNIT ATTENTION 2A/09 on …", "requested". */
+  readonly reason: string;
+  readonly added: readonly ScsiDisk[];
+  readonly removed: readonly ScsiDisk[];
+  readonly resized: readonly { readonly disk: ScsiDisk; readonly oldBlocks: bigint; readonly newBlocks: bigint }[];
+  /** LUNs whose INQUIRY or READ CAPACITY failed; an existing disk there is kept as it was. */
+  readonly errors: readonly { readonly lun: number; readonly error: unknown }[];
+  /** The disks after the rescan. */
+  readonly disks: readonly ScsiDisk[];
+}
+
+export type RescanListener = (result: RescanResult) => void;
+
+/** Counters of the driver (what Linux would log). */
+export class StorvscStats {
+  /** EXECUTE_SRB packets sent. */
+  commandsSent = 0;
+  /** Commands that waited for a request id of their channel. */
+  commandsQueued = 0;
+  /** Commands whose caller got a StorvscTimeoutError. */
+  timeouts = 0;
+  /** Completions that arrived after their command had timed out (harmless: the id was still reserved). */
+  lateCompletions = 0;
+  /** Unsolicited packets from the host (trans id 0). */
+  unsolicited = 0;
+  /** ENUMERATE_BUS / REMOVE_DEVICE notifications. */
+  busNotifications = 0;
+  /** Packets that were neither a completion nor a valid notification (dropped, as Linux does). */
+  droppedPackets = 0;
+  /** Rescans run (the probe's scan included). */
+  rescans = 0;
+  /** Commands retried after a UNIT ATTENTION. */
+  unitAttentionRetries = 0;
+}
+
+/** A command on its way: queued for a request id, sent, or done. */
+interface PendingSrb {
+  readonly req: ScsiRequest;
+  readonly ctx: ScsiCommandContext;
+  readonly channel: GuestChannel;
+  readonly resolve: (r: SrbCompletion) => void;
+  readonly reject: (e: unknown) => void;
+  timer: EventHandle | null;
+  phase: "queued" | "sent" | "done";
+}
+
+/** A decoded EXECUTE_SRB completion. */
+interface SrbCompletion {
+  readonly srb: VmscsiRequest;
+  /** vstor_packet.status (NTSTATUS). */
+  readonly ntStatus: number;
+  readonly transferred: number;
+  readonly data: Uint8Array;
+}
+
+interface FoundLun {
+  readonly identity: ScsiDiskIdentity;
+  readonly capacity: ScsiDiskCapacity;
+}
+
+@injectable()
+export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
+  readonly config: ResolvedStorvscConfig;
+  readonly stats = new StorvscStats();
+  /** Negotiated VSTOR version (u16), 0 before the handshake. */
+  protocolVersion = 0;
+  /** Every version offered in QUERY_PROTOCOL_VERSION, in order, with the status the host answered. */
+  readonly versionAttempts: { readonly version: number; readonly status: number }[] = [];
+  /** QUERY_PROPERTIES as the host answered it. */
+  channelProperties: VmstorageChannelProperties | null = null;
+  /** max_transfer_bytes rounded down to 4 KiB (Linux `max_sectors << 9`). */
+  maxTransferBytes = 0;
+  /** Subchannels asked for with CREATE_SUB_CHANNELS (Linux `num_sc`). */
+  subchannelsRequested = 0;
+  /** Why subchannels could not be created or opened (Linux logs and goes on with fewer). */
+  readonly subchannelErrors: unknown[] = [];
+  /** `scsi_driver.can_queue`; each disk's queue depth is min(cmd_per_lun, can_queue). */
+  readonly canQueue: number;
+  /** The last rescan's error, if it failed as a whole. */
+  lastRescanError: unknown = null;
+  readonly isIde: boolean;
+
+  private readonly diskMap = new Map<string, ScsiDisk>();
+  private readonly listeners = new Set<RescanListener>();
+  private readonly waiting = new Map<GuestChannel, PendingSrb[]>();
+  private readonly live = new Set<PendingSrb>();
+  private channelMap: StorChannelMap<GuestChannel> | null = null;
+  private removedReason: string | null = null;
+  private readyResolve: (() => void) | null = null;
+  private rescanTail: Promise<unknown>;
+  private pendingRescan: Promise<RescanResult> | null = null;
+  private readonly memory: GuestMemory;
+
+  constructor(
+    @inject(HV_DEVICE) readonly device: VmbusDevice,
+    @inject(VMBUS_CHANNEL) readonly channel: GuestChannel,
+    @inject(VM_CONTEXT) readonly vm: VmContext,
+    @inject(SIMULATION) readonly sim: Simulation,
+    @inject(STORVSC_CONFIG, { isOptional: true }) config?: StorvscConfig,
+  ) {
+    this.config = resolveStorvscConfig(config);
+    this.isIde = device.classId.equals(HV_IDE_GUID);
+    this.memory = vm.partition.memory;
+    this.canQueue = storvscCanQueue(this.config.ringBytes, vm.partition.vcpus.length, this.config.vcpusPerSubchannel, this.isIde);
+    // Rescans wait for the handshake: an ENUMERATE_BUS may arrive before it ends.
+    this.rescanTail = new Promise<void>((resolve) => {
+      this.readyResolve = resolve;
+    });
+  }
+
+  /** "vm1 storvsc <instance>": names the controller in errors. */
+  get controllerName(): string {
+    return `${this.vm.name} storvsc ${this.device.name}`;
+  }
+
+  /** The disks found by the last scan, by path, target and LUN. */
+  get disks(): readonly ScsiDisk[] {
+    return [...this.diskMap.values()].sort((a, b) => a.pathId - b.pathId || a.targetId - b.targetId || a.lun - b.lun);
+  }
+
+  /** The disk at `lun` (target 0, path 0 unless given). */
+  disk(lun: number, targetId = 0, pathId = 0): ScsiDisk | undefined {
+    return this.diskMap.get(key(pathId, targetId, lun));
+  }
+
+  /** Channels in use: the primary, then the opened subchannels. */
+  get channels(): readonly GuestChannel[] {
+    return this.channelMap?.list() ?? [this.channel];
+  }
+
+  /** Commands queued or outstanding (not yet completed, failed or timed out). */
+  get outstandingCommands(): number {
+    return this.live.size;
+  }
+
+  /** True once `remove` ran (or the probe failed). */
+  get removed(): boolean {
+    return this.removedReason !== null;
+  }
+
+  /** Calls `listener` after every rescan; returns the function that unsubscribes it. */
+  onRescan(listener: RescanListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Rescans the bus (what an ENUMERATE_BUS from the host triggers). Rescans
+   * run one at a time; a request while one is waiting to start joins it.
+   */
+  rescan(reason = "requested"): Promise<RescanResult> {
+    if (this.pendingRescan !== null) return this.pendingRescan;
+    const p = this.rescanTail.then(() => {
+      this.pendingRescan = null;
+      return this.doRescan(reason);
+    });
+    this.pendingRescan = p;
+    this.rescanTail = p.catch((e: unknown) => {
+      this.lastRescanError = e;
+    });
+    return p;
+  }
+
+  // ---- probe / remove ------------------------------------------------------------
+
+  async probe(): Promise<void> {
+    try {
+      await this.channel.open(this.openOptions());
+      this.channelMap = new StorChannelMap<GuestChannel>(this.channel, (c) => c.state === CHANNEL_OPENED_STATE && !c.rescinded, RING_AVAIL_PERCENT_LOWATER);
+      const multichannel = await this.channelInit();
+      if (multichannel) await this.createSubchannels();
+      this.readyResolve?.();
+      // As scsi_scan_host, a failed scan does not fail the probe: the
+      // controller stays bound with the disks found (see lastRescanError).
+      await this.rescan("probe").catch(() => undefined);
+    } catch (e) {
+      await this.shutdown(`the probe failed: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    }
+  }
+
+  async remove(): Promise<void> {
+    await this.shutdown("the storvsc driver was removed");
+  }
+
+  // ---- initialization handshake (§4) ---------------------------------------------
+
+  private openOptions() {
+    return {
+      sendRingBytes: this.config.ringBytes,
+      recvRingBytes: this.config.ringBytes,
+      userData: new Uint8Array(OPEN_USER_DATA_BYTES),
+      requestorSize: this.config.requestsPerChannel,
+      onPacket: (p: IncomingPacket, ch: GuestChannel) => this.onHostPacket(p, ch),
+    };
+  }
+
+  /** `storvsc_channel_init`. Returns whether the host offers multichannel. */
+  private async channelInit(): Promise<boolean> {
+    await this.executeVstorOp(VSTOR_OPERATION_BEGIN_INITIALIZATION, { kind: "none" }, true);
+
+    for (const version of storvscVersionOrder(this.config.maxVersion)) {
+      const reply = await this.executeVstorOp(
+        VSTOR_OPERATION_QUERY_PROTOCOL_VERSION,
+        { kind: "version", version: { majorMinor: version, revision: 0 } },
+        false,
+      );
+      this.versionAttempts.push({ version, status: reply.status });
+      // Linux moves on for any non-zero status, not only REVISION_MISMATCH.
+      if (reply.status === STATUS_SUCCESS) {
+        this.protocolVersion = version;
+        break;
+      }
+    }
+    if (this.protocolVersion === 0) {
+      throw new VstorHandshakeError(
+        "VSTOR QUERY_PROTOCOL_VERSION",
+        "versions offered",
+        this.versionAttempts.map((a) => formatVmstorVersion(a.version)).join(", "),
+        "were all refused by the host (Linux: \"Obsolete Hyper-V version\")",
+      );
+    }
+
+    const props = await this.executeVstorOp(VSTOR_OPERATION_QUERY_PROPERTIES, { kind: "none" }, true);
+    if (props.payload.kind !== "properties") {
+      throw new VstorHandshakeError("VSTOR QUERY_PROPERTIES completion", "payload", props.payload.kind, "is not channel properties");
+    }
+    const p = props.payload.properties;
+    this.channelProperties = p;
+    // "Any reasonable Hyper-V configuration should provide max_transfer_bytes
+    // aligning to HV_HYP_PAGE_SIZE" — Linux rounds down, and so do we.
+    this.maxTransferBytes = p.maxTransferBytes - (p.maxTransferBytes % PAGE_SIZE);
+    if (this.maxTransferBytes === 0) {
+      throw new VstorHandshakeError("VSTOR QUERY_PROPERTIES completion", "max_transfer_bytes", p.maxTransferBytes, `rounds down to 0 (below one ${PAGE_SIZE}-byte page)`);
+    }
+
+    await this.executeVstorOp(VSTOR_OPERATION_END_INITIALIZATION, { kind: "none" }, true);
+    return (p.flags & STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL) !== 0;
+  }
+
+  /**
+   * `storvsc_execute_vstor_op`: one initialization packet on the primary,
+   * waited for 5 s; checks COMPLETE_IO and (when `statusCheck`) status 0.
+   */
+  private async executeVstorOp(operation: number, payload: VstorPayload, statusCheck: boolean, timeoutNs = STORVSC_INIT_TIMEOUT_NS): Promise<VstorPacket> {
+    const name = VSTOR_OPERATION_NAMES.get(operation) ?? String(operation);
+    // Every supported version is ≥ Win8: full 64-byte packets from the first one on, as current Linux sends.
+    const version = this.protocolVersion || VMSTOR_PROTO_VERSION_WIN8;
+    const bytes = encodeVstorPacket(makeVstorRequestPacket(operation, payload), version);
+    const c = await this.withTimeout(this.channel.sendRequest(bytes), name, this.channel.name, timeoutNs);
+    const reply = decodeVstorPacket(c.data, { protocolVersion: version, sender: "host", completes: operation });
+    if (reply.operation !== VSTOR_OPERATION_COMPLETE_IO) {
+      throw new VstorHandshakeError(`VSTOR ${name} completion`, "operation", `${reply.operation} (${VSTOR_OPERATION_NAMES.get(reply.operation) ?? "?"})`, "is not COMPLETE_IO (1)");
+    }
+    if (statusCheck && reply.status !== STATUS_SUCCESS) {
+      throw new VstorHandshakeError(`VSTOR ${name} completion`, "status", `0x${(reply.status >>> 0).toString(16).padStart(8, "0")}`, "is not STATUS_SUCCESS");
+    }
+    return reply;
+  }
+
+  /**
+   * `handle_multichannel_storage`: asks for min(CPUs − 1, max_channel_cnt)
+   * subchannels and opens each offer as it arrives. Linux does not wait for
+   * the offers; we wait (up to 10 s) so that probe returns with every
+   * channel in place. Failures leave the driver on fewer channels, as Linux.
+   */
+  private async createSubchannels(): Promise<void> {
+    const props = this.channelProperties as VmstorageChannelProperties;
+    const n = storvscSubchannelCount(this.vm.partition.vcpus.length, props.maxChannelCount);
+    if (n === 0) return;
+    const map = this.channelMap as StorChannelMap<GuestChannel>;
+    this.subchannelsRequested = n;
+    map.numSc = n;
+
+    const opens: Promise<void>[] = [];
+    let offered = 0;
+    let allOffered: () => void = () => undefined;
+    const offers = new Promise<void>((resolve) => {
+      allOffered = resolve;
+    });
+    // Set before the request: the offers may arrive before its completion.
+    this.channel.onSubchannel = (sc) => {
+      if (this.removed) return;
+      offered++;
+      opens.push(this.openSubchannel(sc));
+      if (offered >= n) allOffered();
+    };
+
+    try {
+      await this.executeVstorOp(VSTOR_OPERATION_CREATE_SUB_CHANNELS, { kind: "sub-channels", subChannelCount: n }, true, STORVSC_SUBCHANNEL_TIMEOUT_NS);
+    } catch (e) {
+      if (!(e instanceof VmbusSimError)) throw e;
+      // Linux: "Failed to create sub-channel" and carries on with the primary.
+      this.subchannelErrors.push(e);
+      return;
+    }
+    const timer = this.sim.scheduler.schedule(STORVSC_SUBCHANNEL_TIMEOUT_NS, () => allOffered(), `${this.controllerName} subchannel offers`);
+    await offers;
+    timer.cancel();
+    if (offered < n) {
+      this.subchannelErrors.push(
+        new StorvscTimeoutError(`${n} subchannel offers (got ${offered})`, this.channel.name, STORVSC_SUBCHANNEL_TIMEOUT_NS, "sent"),
+      );
+    }
+    await Promise.all(opens);
+  }
+
+  /** `handle_sc_creation`: open with the primary's ring size and open data; use it only if that worked. */
+  private async openSubchannel(sc: GuestChannel): Promise<void> {
+    try {
+      await sc.open(this.openOptions());
+      if (this.removed) return;
+      this.channelMap?.add(sc);
+    } catch (e) {
+      if (!(e instanceof VmbusSimError)) throw e;
+      this.subchannelErrors.push(e);
+    }
+  }
+
+  // ---- unsolicited packets (§5.2, §5.3) ------------------------------------------------
+
+  /**
+   * `storvsc_on_channel_callback` for what is not a completion of ours.
+   * Only trans id 0 means "unsolicited"; it needs 4 bytes (the operation),
+   * as Linux's `minlen`. ENUMERATE_BUS and REMOVE_DEVICE queue a rescan (the
+   * packet is valid only during this call, and the scan sends commands).
+   */
+  private onHostPacket(p: IncomingPacket, ch: GuestChannel): void {
+    if (p.type !== VM_PKT_DATA_INBAND || p.transIdLo !== 0 || p.transIdHi !== 0) {
+      this.stats.droppedPackets++;
+      return;
+    }
+    this.stats.unsolicited++;
+    if (p.dataLength < 4) {
+      this.stats.droppedPackets++;
+      return;
+    }
+    const operation = p.view.getUint32(p.dataOffset, true);
+    if (operation === VSTOR_OPERATION_ENUMERATE_BUS || operation === VSTOR_OPERATION_REMOVE_DEVICE) {
+      this.stats.busNotifications++;
+      if (this.removed) return;
+      const name = VSTOR_OPERATION_NAMES.get(operation) ?? String(operation);
+      void this.rescan(`${name} from the host on ${ch.name}`).catch(() => undefined);
+      return;
+    }
+    // COMPLETE_IO / FCHBA_DATA with id 0 are rejected by Linux; anything else is ignored.
+    this.stats.droppedPackets++;
+  }
+
+  // ---- the I/O path (§5.1, §5.2) ---------------------------------------------------------
+
+  /**
+   * One SCSI command with sd's reaction to UNIT ATTENTION: retried (up to
+   * SD_MAX_RETRIES), after a rescan when the capacity or the LUN inventory
+   * changed (2A/09, 3F/xx — Linux's `storvsc_handle_error` requeues behind
+   * `storvsc_device_scan`). INVALID_LUN schedules a rescan that drops the
+   * LUN (Linux `storvsc_remove_lun`).
+   */
+  async runScsi(req: ScsiRequest): Promise<ScsiResult> {
+    for (let attempt = 0; ; attempt++) {
+      const c = await this.executeSrb(req);
+      const error = this.completionError(req, c);
+      if (error === null) return { transferred: c.transferred, data: c.data };
+      if (error instanceof UnitAttentionError && attempt < SD_MAX_RETRIES) {
+        this.stats.unitAttentionRetries++;
+        if (req.rescanOnUnitAttention && (error.asc === 0x2a && error.ascq === 0x09 || error.asc === 0x3f)) {
+          await this.rescan(`UNIT ATTENTION ${hex2(error.asc)}/${hex2(error.ascq)} on ${error.command} of LUN ${req.lun}`).catch(() => undefined);
+        }
+        continue;
+      }
+      if (error instanceof SrbStatusError && error.srbStatusCode === SRB_STATUS_INVALID_LUN && req.rescanOnUnitAttention) {
+        void this.rescan(`INVALID_LUN on ${error.command} of LUN ${req.lun}`).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Linux `storvsc_on_io_completion` + `storvsc_command_completion`: sense
+   * counts only with CHECK CONDITION and AUTOSENSE_VALID; without it the
+   * SRB status (or a non-GOOD SCSI status) is the error. DATA_OVERRUN with
+   * GOOD is a short transfer, not an error (the midlayer sees no error).
+   */
+  private completionError(req: ScsiRequest, c: SrbCompletion): VmbusSimError | null {
+    const srb = c.srb;
+    const code = srbStatusCode(srb.srbStatus);
+    if ((code === SRB_STATUS_SUCCESS || code === SRB_STATUS_DATA_OVERRUN) && srb.scsiStatus === SCSI_STATUS_GOOD) return null;
+    const ctx = commandContext(this.controllerName, req);
+    if (srb.scsiStatus === SCSI_STATUS_CHECK_CONDITION && (srb.srbStatus & SRB_STATUS_AUTOSENSE_VALID) !== 0) {
+      let sense: SenseData;
+      try {
+        sense = parseSenseData(srbSenseData(srb));
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        return new SrbStatusError(ctx, srb.srbStatus, srb.scsiStatus, c.ntStatus, `AUTOSENSE_VALID, but the sense data is unusable: ${e.message}`);
+      }
+      // A recovered error is a success with a note; sd completes the command.
+      if (code === SRB_STATUS_SUCCESS && (sense.senseKey === NO_SENSE || sense.senseKey === RECOVERED_ERROR)) return null;
+      return senseError(ctx, sense, srb.srbStatus, srb.scsiStatus);
+    }
+    return new SrbStatusError(ctx, srb.srbStatus, srb.scsiStatus, c.ntStatus);
+  }
+
+  /**
+   * `storvsc_queuecommand` + `storvsc_do_io`: picks the channel for the
+   * issuing CPU, waits for a request id of that channel if all are taken,
+   * sends, and arms the request timeout (it covers the wait too).
+   */
+  private executeSrb(req: ScsiRequest): Promise<SrbCompletion> {
+    const ctx = commandContext(this.controllerName, req);
+    if (this.removedReason !== null) return Promise.reject(new StorvscRemovedError(describe(ctx), this.controllerName, this.removedReason));
+    const map = this.channelMap;
+    if (map === null || this.protocolVersion === 0) {
+      return Promise.reject(new StorvscRemovedError(describe(ctx), this.controllerName, "the channel is not initialized"));
+    }
+    const channel = map.choose(req.cpu);
+    return new Promise<SrbCompletion>((resolve, reject) => {
+      const p: PendingSrb = { req, ctx, channel, resolve, reject, timer: null, phase: "queued" };
+      this.live.add(p);
+      p.timer = this.sim.scheduler.schedule(this.config.requestTimeoutNs, () => this.onTimeout(p), `${this.controllerName} ${describe(ctx)} timeout`);
+      const queue = this.waiting.get(channel) ?? [];
+      if (queue.length > 0 || channel.outstanding >= this.config.requestsPerChannel) {
+        this.stats.commandsQueued++;
+        queue.push(p);
+        this.waiting.set(channel, queue);
+        return;
+      }
+      this.send(p);
+    });
+  }
+
+  /** Sends queued commands of `ch` while it has free request ids. */
+  private pump(ch: GuestChannel): void {
+    const queue = this.waiting.get(ch);
+    while (queue !== undefined && queue.length > 0 && ch.outstanding < this.config.requestsPerChannel) {
+      this.send(queue.shift() as PendingSrb);
+    }
+  }
+
+  /**
+   * Builds the 64-byte EXECUTE_SRB packet; with data, allocates guest pages
+   * for the buffer (copying write data in) and names them in ONE GPA range
+   * (byte_offset 0, byte_count = length, one PFN per page, as
+   * `storvsc_queuecommand` builds its `vmbus_packet_mpb_array`); without,
+   * an inband packet. The pages are freed when the completion arrives —
+   * late or not — or the channel closes, never earlier: the host may write
+   * into them until it answers.
+   */
+  private send(p: PendingSrb): void {
+    const { req, channel } = p;
+    p.phase = "sent";
+    let pfns: number[] | null = null;
+    let sent: Promise<Completion>;
+    try {
+      const packet = makeExecuteSrbPacket({
+        protocolVersion: this.protocolVersion,
+        cdb: req.cdb,
+        dataIn: req.dataIn,
+        dataTransferLength: req.length,
+        pathId: req.pathId,
+        targetId: req.targetId,
+        lun: req.lun,
+      });
+      const bytes = encodeVstorPacket(packet, this.protocolVersion);
+      if (req.length > 0) {
+        pfns = this.memory.allocScattered(Math.ceil(req.length / PAGE_SIZE));
+        if (req.dataOut !== undefined) copyToPages(this.memory, pfns, req.dataOut, req.length);
+        sent = channel.sendPacketMpbDesc([{ byteCount: req.length, byteOffset: 0, pfns }], bytes);
+      } else {
+        sent = channel.sendRequest(bytes);
+      }
+    } catch (e) {
+      if (pfns !== null) this.memory.free(pfns);
+      this.fail(p, e);
+      return;
+    }
+    this.stats.commandsSent++;
+    const buffer = pfns;
+    sent
+      .then(
+        (c) => this.onCompletion(p, c, buffer),
+        (e: unknown) => this.fail(p, e),
+      )
+      .finally(() => {
+        if (buffer !== null) this.memory.free(buffer);
+        this.pump(channel);
+      })
+      .catch((e: unknown) => this.sim.scheduler.reportError(`${this.controllerName} completion of ${describe(p.ctx)}`, e));
+  }
+
+  /** Decodes the COMPLETE_IO of `p` (copying read data out of its pages first). */
+  private onCompletion(p: PendingSrb, c: Completion, pfns: number[] | null): void {
+    if (p.phase === "done") {
+      // Its caller already got a timeout; the id was kept for exactly this packet.
+      this.stats.lateCompletions++;
+      return;
+    }
+    try {
+      const reply = decodeVstorPacket(c.data, {
+        protocolVersion: this.protocolVersion,
+        sender: "host",
+        completes: VSTOR_OPERATION_EXECUTE_SRB,
+        requestDataTransferLength: p.req.length,
+      });
+      if (reply.operation !== VSTOR_OPERATION_COMPLETE_IO || reply.payload.kind !== "srb") {
+        throw new ProtocolError("VSTOR EXECUTE_SRB completion", "operation", `${reply.operation} (${VSTOR_OPERATION_NAMES.get(reply.operation) ?? "?"})`, "is not COMPLETE_IO (1)");
+      }
+      const srb = reply.payload.srb;
+      const code = srbStatusCode(srb.srbStatus);
+      // Linux: on errors other than DATA_OVERRUN the transfer length is 0.
+      const transferred = code === SRB_STATUS_SUCCESS || code === SRB_STATUS_DATA_OVERRUN ? Math.min(srb.dataTransferLength, p.req.length) : 0;
+      const data = p.req.dataIn === READ_TYPE && pfns !== null ? copyFromPages(this.memory, pfns, transferred) : new Uint8Array(0);
+      this.settle(p);
+      p.resolve({ srb, ntStatus: reply.status, transferred, data });
+    } catch (e) {
+      this.fail(p, e);
+    }
+  }
+
+  private onTimeout(p: PendingSrb): void {
+    if (p.phase === "done") return;
+    const phase = p.phase;
+    if (phase === "queued") {
+      const q = this.waiting.get(p.channel);
+      const i = q?.indexOf(p) ?? -1;
+      if (q !== undefined && i >= 0) q.splice(i, 1);
+    }
+    p.timer = null;
+    this.settle(p);
+    this.stats.timeouts++;
+    p.reject(new StorvscTimeoutError(describe(p.ctx), p.channel.name, this.config.requestTimeoutNs, phase));
+  }
+
+  /** Fails `p` (once); after remove, with a StorvscRemovedError naming the command. */
+  private fail(p: PendingSrb, e: unknown): void {
+    if (p.phase === "done") return;
+    this.settle(p);
+    if (this.removedReason !== null) {
+      p.reject(new StorvscRemovedError(describe(p.ctx), this.controllerName, `${this.removedReason} (${e instanceof Error ? e.message : String(e)})`));
+    } else {
+      p.reject(e);
+    }
+  }
+
+  private settle(p: PendingSrb): void {
+    p.phase = "done";
+    p.timer?.cancel();
+    p.timer = null;
+    this.live.delete(p);
+  }
+
+  /**
+   * remove, or a failed probe: later commands fail at once, queued ones now,
+   * outstanding ones when the channels close (their pages are freed then);
+   * the channels close unless the host rescinded them. Disks are marked gone.
+   */
+  private async shutdown(reason: string): Promise<void> {
+    if (this.removedReason !== null) return;
+    this.removedReason = reason;
+    this.channel.onSubchannel = null;
+    this.readyResolve?.();
+    for (const queue of this.waiting.values()) {
+      for (const p of queue.splice(0)) this.fail(p, new StorvscRemovedError(describe(p.ctx), this.controllerName, reason));
+    }
+    for (const d of this.diskMap.values()) d.markGone("controller");
+    const primary = this.channel;
+    if (primary.state === CHANNEL_OPENED_STATE && !primary.rescinded) {
+      // Closes the subchannels first (vmbus_close of a primary).
+      await primary.close();
+    } else {
+      for (const sc of primary.subchannels) if (sc.state === CHANNEL_OPENED_STATE && !sc.rescinded) await sc.close();
+    }
+  }
+
+  // ---- the LUN scan (§6, §7.2–§7.4) -------------------------------------------------
+
+  /** `storvsc_host_scan` / `scsi_scan_host`, then sd's capacity read for each LUN. */
+  private async doRescan(reason: string): Promise<RescanResult> {
+    if (this.removedReason !== null) {
+      return { reason, added: [], removed: [], resized: [], errors: [], disks: this.disks };
+    }
+    this.stats.rescans++;
+    this.lastRescanError = null;
+    const found = new Map<string, FoundLun>();
+    const failed = new Set<string>();
+    const errors: { lun: number; error: unknown }[] = [];
+    for (const t of this.scanTargets()) {
+      const luns = this.isIde ? [0] : await this.reportLuns(t.pathId, t.targetId);
+      const maxLun = this.isIde ? STORVSC_IDE_MAX_LUNS_PER_TARGET : STORVSC_MAX_LUNS_PER_TARGET;
+      for (const lun of luns) {
+        if (lun > maxLun || lun > 0xff) continue;
+        const k = key(t.pathId, t.targetId, lun);
+        try {
+          const identity = await this.inquiry(t.pathId, t.targetId, lun);
+          if (identity === null) continue;
+          const capacity = await this.readCapacity(t.pathId, t.targetId, lun);
+          found.set(k, { identity, capacity });
+        } catch (e) {
+          if (!(e instanceof ScsiSenseError || e instanceof SrbStatusError || e instanceof ProtocolError)) throw e;
+          failed.add(k);
+          errors.push({ lun, error: e });
+        }
+      }
+    }
+    if (this.removedReason !== null) return { reason, added: [], removed: [], resized: [], errors, disks: this.disks };
+
+    const added: ScsiDisk[] = [];
+    const removed: ScsiDisk[] = [];
+    const resized: { disk: ScsiDisk; oldBlocks: bigint; newBlocks: bigint }[] = [];
+    for (const [k, disk] of [...this.diskMap]) {
+      if (found.has(k) || failed.has(k)) continue;
+      this.diskMap.delete(k);
+      disk.markGone("lun");
+      removed.push(disk);
+    }
+    for (const [k, f] of found) {
+      const disk = this.diskMap.get(k);
+      if (disk === undefined) {
+        const d = new ScsiDisk(this, f.identity, f.capacity, Math.min(STORVSC_CMD_PER_LUN, this.canQueue));
+        this.diskMap.set(k, d);
+        added.push(d);
+        continue;
+      }
+      const oldBlocks = disk.capacityBlocks;
+      if (disk.updateCapacity(f.capacity)) resized.push({ disk, oldBlocks, newBlocks: f.capacity.capacityBlocks });
+    }
+    const result: RescanResult = { reason, added, removed, resized, errors, disks: this.disks };
+    for (const l of [...this.listeners]) {
+      try {
+        l(result);
+      } catch (e) {
+        // A listener's bug must not break the scan; it surfaces in the run.
+        this.sim.scheduler.reportError(`${this.controllerName} onRescan listener`, e);
+      }
+    }
+    return result;
+  }
+
+  /**
+   * Where to look for LUNs. A SCSI controller: path 0, target 0 (Hyper-V
+   * puts every disk of a controller at target 0, one LUN each; Linux would
+   * probe all 8 channels × 2 ids). IDE: Linux `scsi_add_device(host, 0,
+   * target, 0)` with target = instance GUID bytes 5:4.
+   */
+  private scanTargets(): { pathId: number; targetId: number }[] {
+    if (this.isIde) {
+      const id = this.device.instanceId;
+      return [{ pathId: 0, targetId: ((id.byteAt(5) << 8) | id.byteAt(4)) & 0xff }];
+    }
+    return [{ pathId: 0, targetId: 0 }];
+  }
+
+  private scanRequest(pathId: number, targetId: number, lun: number, cdb: Uint8Array, length: number): ScsiRequest {
+    return { pathId, targetId, lun, cdb, dataIn: length > 0 ? READ_TYPE : UNKNOWN_TYPE, length, cpu: 0, lba: null, blocks: null, rescanOnUnitAttention: false };
+  }
+
+  /**
+   * REPORT LUNS with a one-page buffer (511 entries), again with the full
+   * length if the list did not fit. A target that refuses the command is
+   * treated as having LUN 0 only (the sequential-scan start of Linux).
+   */
+  private async reportLuns(pathId: number, targetId: number): Promise<number[]> {
+    let length = PAGE_SIZE;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let r: ScsiResult;
+      try {
+        r = await this.runScsi(this.scanRequest(pathId, targetId, 0, buildReportLunsCdb(length), length));
+      } catch (e) {
+        if (e instanceof IllegalRequestError || e instanceof SrbStatusError) return [0];
+        throw e;
+      }
+      const list = parseReportLunsData(r.data);
+      if (!list.truncated || attempt === 1) return [...new Set(list.luns)].sort((a, b) => a - b);
+      length = REPORT_LUNS_HEADER_LENGTH + list.lunListLength;
+    }
+    return [0];
+  }
+
+  /**
+   * Standard INQUIRY (36 bytes). Null when there is no disk: peripheral
+   * qualifier ≠ 0 (0x7F = "no LU here") or a type other than direct access.
+   * Linux forces INQUIRY completions to SUCCESS whatever the host says
+   * (§5.2 quirk), so a failed INQUIRY is "nothing there" as well.
+   */
+  private async inquiry(pathId: number, targetId: number, lun: number): Promise<ScsiDiskIdentity | null> {
+    let r: ScsiResult;
+    try {
+      r = await this.runScsi(this.scanRequest(pathId, targetId, lun, buildInquiryCdb(STANDARD_INQUIRY_SHORT_LENGTH), STANDARD_INQUIRY_SHORT_LENGTH));
+    } catch (e) {
+      if (e instanceof ScsiSenseError || e instanceof SrbStatusError) return null;
+      throw e;
+    }
+    if (r.data.length < 5) return null;
+    const d = parseStandardInquiryData(r.data);
+    if (d.peripheralQualifier !== PERIPHERAL_QUALIFIER_CONNECTED || d.peripheralDeviceType !== TYPE_DISK) return null;
+    return { pathId, targetId, lun, vendor: d.vendor, product: d.product, revision: d.revision, scsiLevel: d.version };
+  }
+
+  /** READ CAPACITY(16), or (10) when the disk refuses (16) — sd's `read_capacity_16` → `read_capacity_10`. */
+  private async readCapacity(pathId: number, targetId: number, lun: number): Promise<ScsiDiskCapacity> {
+    let rc16Error: VmbusSimError;
+    try {
+      const r = await this.runScsi(this.scanRequest(pathId, targetId, lun, buildReadCapacity16Cdb(READ_CAPACITY_16_DATA_LENGTH), READ_CAPACITY_16_DATA_LENGTH));
+      const d = parseReadCapacity16Data(r.data);
+      return { capacityBlocks: d.lastLba + 1n, blockSize: d.blockLength, thinProvisioned: d.lbpme, source: "READ CAPACITY(16)" };
+    } catch (e) {
+      if (!(e instanceof IllegalRequestError || e instanceof SrbStatusError)) throw e;
+      rc16Error = e;
+    }
+    const r = await this.runScsi(this.scanRequest(pathId, targetId, lun, buildReadCapacity10Cdb(), READ_CAPACITY_10_DATA_LENGTH));
+    const d = parseReadCapacity10Data(r.data);
+    if (d.needsReadCapacity16) {
+      throw new ProtocolError(
+        "SCSI READ CAPACITY(10)",
+        "RETURNED LOGICAL BLOCK ADDRESS",
+        d.returnedLba,
+        `says the disk needs READ CAPACITY(16), which failed: ${rc16Error.message}`,
+      );
+    }
+    return { capacityBlocks: BigInt(d.returnedLba) + 1n, blockSize: d.blockLength, thinProvisioned: false, source: "READ CAPACITY(10)" };
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  /** Races `work` against a virtual-time timer; the loser is ignored (an id stays reserved, see the file comment). */
+  private withTimeout<T>(work: Promise<T>, what: string, channel: string, timeoutNs: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.sim.scheduler.schedule(
+        timeoutNs,
+        () => {
+          this.stats.timeouts++;
+          reject(new StorvscTimeoutError(what, channel, timeoutNs, "sent"));
+        },
+        `${this.controllerName} ${what} timeout`,
+      );
+      work.then(
+        (v) => {
+          timer.cancel();
+          resolve(v);
+        },
+        (e: unknown) => {
+          timer.cancel();
+          reject(e);
+        },
+      );
+    });
+  }
+}
+
+function key(pathId: number, targetId: number, lun: number): string {
+  return `${pathId}:${targetId}:${lun}`;
+}
+
+function hex2(n: number): string {
+  return n.toString(16).toUpperCase().padStart(2, "0");
+}
+
+function describe(ctx: ScsiCommandContext): string {
+  const range = ctx.lba === null ? "" : ` lba=${ctx.lba}${ctx.blocks === null ? "" : ` blocks=${ctx.blocks}`}`;
+  return `${ctx.command} of ${ctx.pathId}:${ctx.targetId}:${ctx.lun}${range}`;
+}
+
+/** Copies `length` bytes of `src` into the pages (in list order). */
+function copyToPages(mem: GuestMemory, pfns: readonly number[], src: Uint8Array, length: number): void {
+  for (let off = 0, i = 0; off < length; off += PAGE_SIZE, i++) {
+    const n = Math.min(PAGE_SIZE, length - off);
+    mem.u8.set(src.subarray(off, off + n), (pfns[i] as number) * PAGE_SIZE);
+  }
+}
+
+/** A copy of the first `length` bytes of the pages. */
+function copyFromPages(mem: GuestMemory, pfns: readonly number[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let off = 0, i = 0; off < length; off += PAGE_SIZE, i++) {
+    const n = Math.min(PAGE_SIZE, length - off);
+    const at = (pfns[i] as number) * PAGE_SIZE;
+    out.set(mem.u8.subarray(at, at + n), off);
+  }
+  return out;
+}
