@@ -135,6 +135,26 @@ export class Vcpu {
    * Awaiting `run` on the vCPU you are running on deadlocks, as it would on
    * a real CPU.
    */
+  /**
+   * Runs `fn` on this vCPU (so `currentVcpu()` is this vCPU while it runs:
+   * channel choice, signalling) and returns its promise WITHOUT keeping the
+   * vCPU busy until that promise settles. This is how guest code submits
+   * I/O: the completion comes back as an interrupt, which must be able to
+   * run on this very vCPU — `run` with an awaited I/O would hold the vCPU
+   * and the interrupt would wait for ever.
+   */
+  issue<T>(fn: (vcpu: Vcpu) => PromiseLike<T>, label = "issue"): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      void this.run((v) => {
+        try {
+          fn(v).then(resolve, reject);
+        } catch (e) {
+          reject(e);
+        }
+      }, label);
+    });
+  }
+
   run<T>(fn: (vcpu: Vcpu) => T | PromiseLike<T>, label = "work"): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.work.push({ fn, label, resolve: resolve as (v: unknown) => void, reject });

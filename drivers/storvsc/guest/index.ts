@@ -6,5 +6,5 @@
 export * from "./config.js";
 export * from "./errors.js";
 export * from "./channel-select.js";
-export { ScsiDisk, type ScsiDiskCapacity, type ScsiDiskHost, type ScsiDiskIdentity, type ScsiRequest, type ScsiResult } from "./scsi-disk.js";
+export { ScsiDisk, type ScsiDiskCapacity, type ScsiDiskHost, type ScsiDiskIdentity, type ScsiRequest as ScsiDiskRequest, type ScsiResult as ScsiDiskResult } from "./scsi-disk.js";
 export { StorvscDriver, StorvscStats, type RescanListener, type RescanResult } from "./storvsc-driver.js";
