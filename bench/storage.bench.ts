@@ -1,0 +1,225 @@
+/**
+ * bench:storage — 4 KiB random reads and writes through the whole storage
+ * stack (storvsc → VMBus → storvsp → sparse memory disk and back), at queue
+ * depth 1 and 32, on one and on four channels.
+ *
+ * Two kinds of figures:
+ * - simulated: IOPS and latency percentiles in virtual time — what the
+ *   modelled machine would do under the cost model;
+ * - real: I/Os per wall-clock second — how fast the simulator runs — and,
+ *   measured in the same run, the ratio to the bare ring round-trip rate
+ *   (a request packet and a completion through two rings, no VMBus control
+ *   plane, no SCSI), which is the ceiling for an I/O.
+ *
+ * Usage: npm run bench:storage [-- --ios N] [-- --json]
+ */
+import {
+  GpaDirectRanges,
+  RingBuffer,
+  RingReader,
+  RingWriter,
+  VmbusSystem,
+} from "../core/index.js";
+import { StorvscDriver, storagePlugin } from "../drivers/storvsc/index.js";
+import { fmtFixed, fmtRate, median, table, timeOnce } from "./harness.js";
+
+interface Options {
+  readonly ios: number;
+  readonly json: boolean;
+  readonly ringSeconds: number;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  let ios = 4000;
+  let json = false;
+  let ringSeconds = 0.4;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--json") json = true;
+    else if (a === "--ios") {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 64) throw new Error(`--ios ${argv[i]}: must be an integer ≥ 64`);
+      ios = v;
+    } else if (a === "--ring-seconds") {
+      const v = Number(argv[++i]);
+      if (!(v > 0)) throw new Error(`--ring-seconds ${argv[i]}: must be a positive number`);
+      ringSeconds = v;
+    } else if (a === "--help" || a === "-h") {
+      console.log(`npm run bench:storage [-- options]
+
+  --ios N            I/Os per case (default 4000)
+  --ring-seconds S   how long to time the bare ring round trip (default 0.4)
+  --json             print one JSON object (figures + ratios) instead of the table
+  --help             this text
+
+Cases: 4 KiB random read and write, queue depth 1 and 32, 1 and 4 channels.
+Ratios: vs_ring_ceiling_qd1 / vs_ring_ceiling_qd32 = simulated I/Os per wall-clock
+second (4 KiB random reads, one channel) over bare ring round trips per second.
+Target: at least 1/3 of the ceiling.`);
+      process.exit(0);
+    } else throw new Error(`unknown option ${a} (try --help)`);
+  }
+  return { ios, json, ringSeconds };
+}
+
+interface CaseResult {
+  readonly op: "randread" | "randwrite";
+  readonly qd: number;
+  readonly channels: number;
+  readonly ios: number;
+  readonly simIops: number;
+  readonly p50us: number;
+  readonly p99us: number;
+  readonly p999us: number;
+  readonly wallIosPerSec: number;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function storageCase(op: "randread" | "randwrite", qd: number, channels: number, ios: number): Promise<CaseResult> {
+  const sys = new VmbusSystem({ seed: 1, plugins: [storagePlugin] });
+  const vm = sys.addVm({ name: "bench", vcpus: channels, memoryBytes: 128 * 1024 * 1024 });
+  sys.addHostDevice(vm, "storvsp", { config: { disks: [{ kind: "memory", sizeBytes: 1024 * 1024 * 1024 }] } });
+  await sys.boot();
+  const drv = vm.drivers<StorvscDriver>("storvsc")[0];
+  const disk = drv?.disks[0];
+  if (drv === undefined || disk === undefined) throw new Error("storvsc did not find the disk");
+  if (drv.channels.length !== channels) throw new Error(`expected ${channels} channel(s), got ${drv.channels.length}`);
+  const rng = sys.sim.rng.fork("bench");
+  const blocks = Number(disk.capacityBlocks) / 8; // 4 KiB units
+  const data = new Uint8Array(4096).fill(0x5a);
+  if (op === "randread") {
+    // Touch what the reads will read so the sparse disk has real data.
+    await sys.run(disk.write(0, new Uint8Array(64 * 1024)));
+  }
+  const latencies: number[] = [];
+  let issued = 0;
+  const t0 = sys.sim.now;
+  const w0 = process.hrtime.bigint();
+  await sys.run(
+    Promise.all(
+      Array.from({ length: qd }, async (_, worker) => {
+        const vcpu = vm.partition.vcpus[worker % channels]!;
+        while (issued < ios) {
+          issued++;
+          const lba = rng.int(0, blocks - 1) * 8;
+          const start = sys.sim.now;
+          if (op === "randread") await vcpu.issue(() => disk.read(lba, 8));
+          else await vcpu.issue(() => disk.write(lba, data));
+          latencies.push(sys.sim.now - start);
+        }
+      }),
+    ),
+  );
+  const wall = Number(process.hrtime.bigint() - w0) / 1e9;
+  const simSeconds = (sys.sim.now - t0) / 1e9;
+  latencies.sort((a, b) => a - b);
+  await sys.dispose();
+  return {
+    op,
+    qd,
+    channels,
+    ios,
+    simIops: ios / simSeconds,
+    p50us: percentile(latencies, 50) / 1000,
+    p99us: percentile(latencies, 99) / 1000,
+    p999us: percentile(latencies, 99.9) / 1000,
+    wallIosPerSec: ios / wall,
+  };
+}
+
+/**
+ * The ceiling: one storage I/O is two packets — a GPA-direct request
+ * (descriptor, one range of one 4 KiB page, a 64-byte VSTOR packet) into
+ * one ring and a 64-byte completion into the other — each written,
+ * published, read and released.
+ */
+function ringRoundTrip(seconds: number): number {
+  const mk = (name: string) => {
+    const r = new RingBuffer(new Uint8Array(new SharedArrayBuffer(32 * 4096)), name);
+    r.init();
+    return r;
+  };
+  const a = mk("request");
+  const b = mk("completion");
+  const wa = new RingWriter(a);
+  const ra = new RingReader(a);
+  const wb = new RingWriter(b);
+  const rb = new RingReader(b);
+  const vstor = new Uint8Array(64);
+  const ranges = [{ byteCount: 4096, byteOffset: 0, pfns: [1234] }];
+  const parsed = new GpaDirectRanges();
+  const samples: number[] = [];
+  for (let rep = 0; rep < 5; rep++) {
+    samples.push(
+      timeOnce((deadline) => {
+        let n = 0;
+        let id = 1;
+        while (process.hrtime.bigint() < deadline) {
+          for (let k = 0; k < 256; k++, n++) {
+            wa.writeMpb(id, ranges, vstor);
+            wa.commit();
+            const p = ra.first();
+            if (p === null) throw new Error("request lost");
+            parsed.parse(p);
+            ra.advance();
+            ra.close();
+            wb.writeCompletion(id, vstor);
+            wb.commit();
+            const c = rb.first();
+            if (c === null || c.transIdLo !== id) throw new Error("completion lost");
+            rb.advance();
+            rb.close();
+            id = id === 1000 ? 1 : id + 1;
+          }
+        }
+        return n;
+      }, seconds / 5).perSecond,
+    );
+  }
+  return median(samples);
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const results: CaseResult[] = [];
+for (const op of ["randread", "randwrite"] as const) {
+  for (const channels of [1, 4]) {
+    for (const qd of [1, 32]) {
+      results.push(await storageCase(op, qd, channels, opts.ios));
+    }
+  }
+}
+const ceiling = ringRoundTrip(opts.ringSeconds);
+const find = (op: string, qd: number, ch: number) => results.find((r) => r.op === op && r.qd === qd && r.channels === ch) as CaseResult;
+const ratios = {
+  vs_ring_ceiling_qd1: find("randread", 1, 1).wallIosPerSec / ceiling,
+  vs_ring_ceiling_qd32: find("randread", 32, 1).wallIosPerSec / ceiling,
+};
+if (opts.json) {
+  console.log(JSON.stringify({ ios: opts.ios, ringRoundTripsPerSec: ceiling, cases: results, ratios }, null, 2));
+} else {
+  console.log(
+    table(
+      ["op", "qd", "ch", "sim IOPS", "p50 µs", "p99 µs", "p99.9 µs", "I/Os per wall s", "vs ring"],
+      results.map((r) => [
+        r.op,
+        String(r.qd),
+        String(r.channels),
+        fmtRate(r.simIops),
+        fmtFixed(r.p50us, 1),
+        fmtFixed(r.p99us, 1),
+        fmtFixed(r.p999us, 1),
+        fmtRate(r.wallIosPerSec),
+        fmtFixed(r.wallIosPerSec / ceiling, 3),
+      ]),
+      "lrrrrrrrr",
+    ),
+  );
+  console.log(`\nbare ring round trip (request + completion): ${fmtRate(ceiling)} per wall-clock second`);
+  const mark = (v: number) => (v >= 1 / 3 ? "ok" : "BELOW TARGET");
+  console.log(`vs_ring_ceiling_qd1   ${fmtFixed(ratios.vs_ring_ceiling_qd1, 3)}  target ≥ 0.333  ${mark(ratios.vs_ring_ceiling_qd1)}`);
+  console.log(`vs_ring_ceiling_qd32  ${fmtFixed(ratios.vs_ring_ceiling_qd32, 3)}  target ≥ 0.333  ${mark(ratios.vs_ring_ceiling_qd32)}`);
+}
