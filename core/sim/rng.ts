@@ -2,7 +2,7 @@
  * Seeded random numbers (DESIGN.md principle 3 "Deterministic by default").
  *
  * Every random choice in the simulation draws from an `Rng`; nothing in
- * core/ uses Math.random. The generator is xoshiro128** (Blackman & Vigna),
+ * core/ uses the unseeded built-in generator. The generator is xoshiro128** (Blackman & Vigna),
  * 128 bits of state in four u32 words, written here from the published
  * recurrence; the state is expanded from the seed with a splitmix32-style
  * mixer so that nearby seeds (1, 2, 3…) give unrelated streams.

@@ -15,7 +15,7 @@
  *
  * So every `run*` method is async and, after each event, *drains* the
  * microtask queue without ever yielding to the macrotask queue (no
- * setTimeout/setImmediate, no I/O): it awaits an already-resolved promise in
+ * no timers, no I/O): it awaits an already-resolved promise in
  * a loop. Each such await lets exactly one "generation" of pending microtasks
  * run before the loop resumes. The loop stops after `microtaskQuietTicks`
  * consecutive turns in which nothing touched the scheduler (no event was

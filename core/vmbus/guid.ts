@@ -176,7 +176,7 @@ export class Guid {
 /**
  * A random (RFC 4122 version 4) GUID from a seeded source of u32 values, so
  * that instance GUIDs are the same in every run with the same seed (no
- * `Math.random`, DESIGN principle 3). Four draws fill the 16 bytes
+ * the unseeded built-in generator, DESIGN principle 3). Four draws fill the 16 bytes
  * little-endian; then the version nibble (high nibble of the third field,
  * byte 7 in memory order) is set to 4 and the variant bits (top bits of byte
  * 8) to 10.
@@ -186,7 +186,7 @@ export function randomGuid(nextU32: () => number): Guid {
   const view = new DataView(raw.buffer);
   for (let i = 0; i < 4; i++) {
     const v = nextU32();
-    // A source of floats in [0, 1) (a Math.random look-alike) would silently
+    // A source of floats in [0, 1) (like the built-in generator) would silently
     // give all-zero GUIDs; refuse it instead.
     if (!Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
       throw new InvalidArgumentError("random u32 source value", v, "must be an integer in 0..0xffffffff");
