@@ -78,7 +78,6 @@ export class Vm implements VmContext {
     readonly partition: GuestPartition,
     options: VmSpec,
   ) {
-    const sim = system.sim;
     this.container = system.root.createChildContainer();
     this.container.registerInstance(VM_CONTEXT, this);
     this.hostContainer = system.root.createChildContainer();
@@ -120,7 +119,6 @@ export class Vm implements VmContext {
       vcpuCount: partition.vcpus.length,
     };
     this.sysfs = new VmbusSysfs(sysBus);
-    void sim;
   }
 
   get name(): string {
