@@ -113,7 +113,7 @@ describe("netvsc ↔ netvsp ↔ switch", () => {
   it("a UDP stream, minimum- and MTU-size frames, arrives complete, in order and intact", async () => {
     const { sys, nics, received } = await boot(2);
     const sizes = [18, 1472, 100, 1472, 18, 600]; // 60-byte (minimum) and 1514-byte (MTU) frames
-    const frames = [];
+    const frames: Uint8Array[] = [];
     for (let i = 0; i < 120; i++) {
       const n = sizes[i % sizes.length]!;
       frames.push(
