@@ -1,0 +1,68 @@
+/**
+ * The text `vmbus-sim run` prints: boot summaries, lsvmbus -vv, the
+ * /proc/interrupts view, per-channel counters and the workload figures.
+ * Kept apart from the run so `--json` can print the same results as data.
+ */
+import { formatChannelInterruptTable, lsvmbus, procInterrupts } from "../core/index.js";
+import type { BootSummary, BuiltSystem, RunResults } from "./simulate.js";
+
+/** A fixed-width table: first column left-aligned, the rest right-aligned. */
+export function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const cells = [head, ...rows];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));
+  return cells.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ").trimEnd()).join("\n");
+}
+
+export function formatBoot(s: BootSummary): string {
+  const head = `${s.vm}: VMBus ${s.version} · ${s.offers} offer(s) · ${s.channelsOpened} channel(s) opened · handshake ${s.handshakeUs.toFixed(1)} µs of virtual time`;
+  return [head, ...s.steps.map((l) => `  ${l}`)].join("\n");
+}
+
+const f1 = (x: number): string => x.toFixed(1);
+
+export function formatResults(built: BuiltSystem, r: RunResults): string {
+  const out: string[] = [];
+  const section = (title: string): void => {
+    out.push("", `== ${title} ==`);
+  };
+  section(`boot (seed ${r.seed})`);
+  for (const v of r.vms) out.push(formatBoot(v.boot));
+  section(`run: ${(r.runUs / 1000).toFixed(3)} ms of virtual time`);
+  for (const a of r.actions) out.push(`t=${a.atMs} ms ${a.vm}: ${a.what}: ${a.result}`);
+  for (const b of built.vms) {
+    section(`lsvmbus -vv (${b.vm.name})`);
+    out.push(lsvmbus(b.vm.sysfs, 2).trimEnd());
+    section(`/proc/interrupts (${b.vm.name})`);
+    out.push(procInterrupts(b.vm.sysfs.bus).trimEnd());
+    section(`channels (${b.vm.name}): interrupts, events, full-ring hits`);
+    const v = r.vms.find((x) => x.boot.vm === b.vm.name);
+    out.push(formatChannelInterruptTable(v?.channels ?? []).trimEnd());
+  }
+  if (r.storage.length > 0) {
+    section("storage (latency in µs of virtual time)");
+    out.push(
+      table(
+        ["workload", "vm", "lun", "pattern", "bs", "qd", "I/Os", "errors", "IOPS", "MiB/s", "p50", "p90", "p99", "p99.9", "max"],
+        r.storage.map((s) => [
+          String(s.workload),
+          s.vm,
+          String(s.disk),
+          s.pattern,
+          String(s.blockSize),
+          String(s.queueDepth),
+          String(s.ios),
+          String(s.errors),
+          String(s.iops),
+          f1(s.mibPerSec),
+          f1(s.latencyUs.p50),
+          f1(s.latencyUs.p90),
+          f1(s.latencyUs.p99),
+          f1(s.latencyUs.p999),
+          f1(s.latencyUs.max),
+        ]),
+      ),
+    );
+    for (const s of r.storage) if (s.firstError !== null) out.push(`workload ${s.workload}: first error: ${s.firstError}`);
+  }
+  return out.join("\n").replace(/^\n/, "") + "\n";
+}

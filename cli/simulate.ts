@@ -1,0 +1,413 @@
+/**
+ * From a validated scenario to a booted `VmbusSystem`, and from there to a
+ * run of its workloads and actions in virtual time, collecting the figures
+ * `vmbus-sim run` prints.
+ *
+ * Everything that affects simulated results comes from the scenario and
+ * the seed (the system's RNG, forked per workload): no wall clock, no
+ * Math.random. The only wall-clock reader is the progress bar, which is
+ * told fractions and decides itself when to draw.
+ */
+import { dirname, isAbsolute, resolve } from "node:path";
+import {
+  CHANNELMSG_OFFERCHANNEL,
+  CHANNELMSG_OPENCHANNEL_RESULT,
+  ChromeTraceWriter,
+  VmbusSystem,
+  channelInterruptRows,
+  channelMessageName,
+  formatVersion,
+  type ChannelInterruptRow,
+  type ControlLogEntry,
+  type HostDevice,
+  type PluginManifest,
+  type Vm,
+  type VmbusDevice,
+} from "../core/index.js";
+import { echoPlugin } from "../drivers/echo/index.js";
+import { storagePlugin, type DiskSpec, type ScsiDisk, type StorvscDriver } from "../drivers/storvsc/index.js";
+import type { DeviceScenario, Scenario, StorageWorkload, VmScenario } from "./scenario.js";
+import { versionNumber } from "./scenario.js";
+
+const MiB = 1024 * 1024;
+const NS_PER_MS = 1_000_000;
+
+/** A failure while building or running (exit code 1), as opposed to a bad scenario (2). */
+export class SimulationError extends Error {
+  override readonly name = "SimulationError";
+}
+
+export const NETWORK_UNAVAILABLE = "network devices need the netvsc sample (not available)";
+
+/**
+ * The network sample is optional at run time: it is being written, and a
+ * storage-only scenario must run without it. Its manifest is looked up by
+ * a dynamic import so the CLI builds and runs either way.
+ */
+async function loadNetworkPlugin(): Promise<PluginManifest> {
+  let mod: Record<string, unknown>;
+  try {
+    // A variable specifier keeps tsc from resolving (and requiring) the module at build time.
+    const specifier = "../drivers/netvsc/index.js";
+    mod = (await import(specifier)) as Record<string, unknown>;
+  } catch {
+    throw new SimulationError(NETWORK_UNAVAILABLE);
+  }
+  const plugin = mod["networkPlugin"];
+  if (typeof plugin !== "function") throw new SimulationError(NETWORK_UNAVAILABLE);
+  return plugin as PluginManifest;
+}
+
+export interface BuiltDevice {
+  readonly spec: DeviceScenario;
+  readonly host: HostDevice;
+}
+export interface BuiltVm {
+  readonly vm: Vm;
+  readonly spec: VmScenario;
+  readonly devices: readonly BuiltDevice[];
+  /** Control-log entries up to the end of boot. */
+  bootLog: readonly ControlLogEntry[];
+}
+export interface BuiltSystem {
+  readonly sys: VmbusSystem;
+  readonly scenario: Scenario;
+  readonly seed: number;
+  readonly vms: readonly BuiltVm[];
+  readonly trace: ChromeTraceWriter | null;
+  readonly bootNs: number;
+}
+
+export interface BuildOptions {
+  readonly seed?: number;
+  /** Attach a Chrome/Perfetto trace writer before the first VM exists. */
+  readonly trace?: boolean;
+}
+
+/** File disks are named relative to the scenario file, as a user writing it would expect. */
+function resolveDisk(d: DiskSpec, scenarioFile: string): DiskSpec {
+  if (d.kind !== "file" || isAbsolute(d.path)) return d;
+  return { ...d, path: resolve(dirname(scenarioFile), d.path) };
+}
+
+/** Builds the system of `scenario` and boots it (connect, offers, probes). */
+export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {}): Promise<BuiltSystem> {
+  const plugins: PluginManifest[] = [storagePlugin, echoPlugin];
+  if (scenario.vms.some((v) => v.devices.some((d) => d.type === "nic"))) {
+    plugins.push(await loadNetworkPlugin());
+    // The manifest exists, but its host-device config and NIC API are not settled yet.
+    throw new SimulationError("network devices: the netvsc sample is present but `vmbus-sim run` does not drive NICs yet");
+  }
+  const seed = options.seed ?? scenario.seed;
+  const costs = { ...scenario.host.costs, ...(scenario.host.monitorLatencyUs !== undefined ? { monitorLatencyNs: Math.round(scenario.host.monitorLatencyUs * 1000) } : {}) };
+  const sys = new VmbusSystem({ seed, costs, plugins, hostMaxVersion: versionNumber(scenario.host.maxVersion) });
+  let trace: ChromeTraceWriter | null = null;
+  if (options.trace === true) {
+    trace = new ChromeTraceWriter({ clock: sys.sim.scheduler, otherData: { seed, scenario: scenario.file } });
+    trace.attach(sys.sim.tracer);
+  }
+  const vms: BuiltVm[] = [];
+  for (const spec of scenario.vms) {
+    const vm = sys.addVm({ name: spec.name, vcpus: spec.vcpus, memoryBytes: spec.memoryMiB * MiB, guestMaxVersion: versionNumber(spec.maxVersion) });
+    const devices: BuiltDevice[] = [];
+    for (const d of spec.devices) {
+      if (d.type === "storage") {
+        const config = {
+          disks: d.disks.map((x) => resolveDisk(x, scenario.file)),
+          ...(d.maxSubchannels !== undefined ? { maxSubchannels: d.maxSubchannels } : {}),
+          ...(d.queueDepth !== undefined ? { queueDepth: d.queueDepth } : {}),
+        };
+        devices.push({ spec: d, host: sys.addHostDevice(vm, "storvsp", { config }) });
+      } else if (d.type === "echo") {
+        devices.push({ spec: d, host: sys.addHostDevice(vm, "echo") });
+      }
+    }
+    vms.push({ vm, spec, devices, bootLog: [] });
+  }
+  try {
+    await sys.boot();
+  } catch (e) {
+    throw new SimulationError(`boot failed: ${(e as Error).message}`);
+  }
+  for (const b of vms) b.bootLog = b.vm.client.log.slice();
+  return { sys, scenario, seed, vms, trace, bootNs: sys.sim.now };
+}
+
+/** The guest-side device the host device `host` became. */
+export function guestDevice(vm: Vm, host: HostDevice): VmbusDevice | undefined {
+  const id = host.offer.instanceId.toString();
+  return vm.client.devices.find((d) => d.instanceId.toString() === id);
+}
+
+// ---------------------------------------------------------------------------
+// Boot summary
+
+export interface BootSummary {
+  readonly vm: string;
+  readonly version: string;
+  readonly offers: number;
+  readonly channelsOpened: number;
+  readonly handshakeUs: number;
+  /** One line per message kind: "← OFFERCHANNEL ×4 (first: OFFERCHANNEL relid=1 …)". */
+  readonly steps: readonly string[];
+}
+
+export function bootSummary(b: BuiltVm): BootSummary {
+  const log = b.bootLog;
+  // One line per message kind, in the order each first appeared, with its
+  // count: the shape of the handshake on one screen, not every GPADL body.
+  const steps: string[] = [];
+  const seen = new Map<string, { index: number; count: number; text: string; name: string }>();
+  for (const e of log) {
+    const arrow = e.direction === "guest→host" ? "→" : "←";
+    const key = `${arrow}${e.msgtype}`;
+    const s = seen.get(key);
+    if (s === undefined) seen.set(key, { index: steps.push(`${arrow} ${e.text}`) - 1, count: 1, text: e.text, name: `${arrow} ${channelMessageName(e.msgtype).replace("CHANNELMSG_", "")}` });
+    else {
+      s.count++;
+      steps[s.index] = `${s.name} ×${s.count} (first: ${s.text})`;
+    }
+  }
+  const first = log[0]?.timeNs ?? 0;
+  const last = log[log.length - 1]?.timeNs ?? 0;
+  return {
+    vm: b.vm.name,
+    version: formatVersion(b.vm.client.version),
+    offers: log.filter((e) => e.msgtype === CHANNELMSG_OFFERCHANNEL).length,
+    channelsOpened: log.filter((e) => e.msgtype === CHANNELMSG_OPENCHANNEL_RESULT && /status=0x0\b/.test(e.text)).length,
+    handshakeUs: (last - first) / 1000,
+    steps,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Running
+
+export interface LatencySummary {
+  readonly min: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly mean: number;
+}
+
+export interface StorageResult {
+  readonly workload: number;
+  readonly vm: string;
+  readonly disk: number;
+  readonly pattern: string;
+  readonly blockSize: number;
+  readonly queueDepth: number;
+  readonly ios: number;
+  readonly reads: number;
+  readonly writes: number;
+  readonly errors: number;
+  readonly firstError: string | null;
+  readonly elapsedUs: number;
+  readonly iops: number;
+  readonly mibPerSec: number;
+  /** Completion latency in µs of virtual time. */
+  readonly latencyUs: LatencySummary;
+}
+
+export interface ActionResult {
+  readonly atMs: number;
+  readonly vm: string;
+  readonly what: string;
+  readonly result: string;
+}
+
+export interface VmResult {
+  readonly boot: BootSummary;
+  /** VMBus interrupts taken per vCPU (the /proc/interrupts HYP row). */
+  readonly interruptsPerVcpu: readonly number[];
+  readonly channels: readonly ChannelInterruptRow[];
+}
+
+export interface RunResults {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly bootUs: number;
+  readonly runUs: number;
+  readonly vms: readonly VmResult[];
+  readonly storage: readonly StorageResult[];
+  readonly network: readonly never[];
+  readonly actions: readonly ActionResult[];
+}
+
+export interface RunOptions {
+  /** Overrides the scenario's durationMs. */
+  readonly durationMs?: number;
+  /** Called with the completed fraction of all workloads, in [0, 1]. */
+  readonly onProgress?: (fraction: number) => void;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
+  return sorted[Math.min(sorted.length, rank) - 1] as number;
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+function summarize(latNs: number[]): LatencySummary {
+  latNs.sort((a, b) => a - b);
+  const us = (x: number): number => round3(x / 1000);
+  const mean = latNs.length === 0 ? 0 : latNs.reduce((a, b) => a + b, 0) / latNs.length;
+  return {
+    min: us(latNs[0] ?? 0),
+    p50: us(percentile(latNs, 50)),
+    p90: us(percentile(latNs, 90)),
+    p99: us(percentile(latNs, 99)),
+    p999: us(percentile(latNs, 99.9)),
+    max: us(latNs[latNs.length - 1] ?? 0),
+    mean: us(mean),
+  };
+}
+
+function findDisk(b: BuiltVm, w: StorageWorkload): ScsiDisk {
+  const controllers = b.devices.filter((d) => d.spec.type === "storage");
+  const host = controllers[w.controller]?.host;
+  const dev = host === undefined ? undefined : guestDevice(b.vm, host);
+  const drv = dev === undefined ? undefined : b.vm.driverOf<StorvscDriver>(dev);
+  const disk = drv?.disks.find((d) => d.lun === w.disk);
+  if (disk === undefined) throw new SimulationError(`${b.vm.name}: storage controller ${w.controller} has no disk at LUN ${w.disk} after boot`);
+  return disk;
+}
+
+async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload, durationNs: number, progress: (f: number) => void): Promise<StorageResult> {
+  const { sys } = built;
+  const b = built.vms.find((x) => x.vm.name === w.vm) as BuiltVm;
+  const disk = findDisk(b, w);
+  const blocks = w.blockSize / disk.blockSize;
+  const units = Number(disk.capacityBlocks / BigInt(blocks));
+  const rng = sys.sim.rng.fork(`workload ${index}`);
+  const data = new Uint8Array(w.blockSize).fill(0xa5);
+  const vcpus = b.vm.partition.vcpus;
+  const start = sys.sim.now;
+  const limitNs = w.durationMs !== undefined ? Math.min(durationNs, w.durationMs * NS_PER_MS) : durationNs;
+  const endAt = start + limitNs;
+  const latencies: number[] = [];
+  let issued = 0;
+  let reads = 0;
+  let writes = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  let cursor = 0;
+  const more = (): boolean => sys.sim.now < endAt && (w.ios === undefined || issued < w.ios);
+  const fraction = (): number => (w.ios !== undefined ? Math.max(latencies.length / w.ios, (sys.sim.now - start) / limitNs) : (sys.sim.now - start) / limitNs);
+  await Promise.all(
+    Array.from({ length: w.queueDepth }, async (_, k) => {
+      const vcpu = vcpus[k % vcpus.length];
+      if (vcpu === undefined) return;
+      while (more()) {
+        issued++;
+        const unit = w.pattern.startsWith("seq") ? cursor++ % units : rng.int(0, units - 1);
+        const isRead = w.pattern === "randread" || w.pattern === "seqread" || (w.pattern === "randrw" && rng.int(0, 99) < w.readPercent);
+        const t0 = sys.sim.now;
+        try {
+          if (isRead) await vcpu.issue(() => disk.read(unit * blocks, blocks));
+          else await vcpu.issue(() => disk.write(unit * blocks, data));
+        } catch (e) {
+          errors++;
+          firstError ??= (e as Error).message;
+        }
+        if (isRead) reads++;
+        else writes++;
+        latencies.push(sys.sim.now - t0);
+        progress(Math.min(1, fraction()));
+      }
+    }),
+  );
+  progress(1);
+  const elapsed = sys.sim.now - start;
+  const done = latencies.length;
+  return {
+    workload: index,
+    vm: w.vm,
+    disk: w.disk,
+    pattern: w.pattern,
+    blockSize: w.blockSize,
+    queueDepth: w.queueDepth,
+    ios: done,
+    reads,
+    writes,
+    errors,
+    firstError,
+    elapsedUs: round3(elapsed / 1000),
+    iops: elapsed > 0 ? Math.round((done / elapsed) * 1e9) : 0,
+    mibPerSec: elapsed > 0 ? round3((done * w.blockSize) / MiB / (elapsed / 1e9)) : 0,
+    latencyUs: summarize(latencies),
+  };
+}
+
+/** `channels/<relid>/<attr>` → the absolute path under the device that owns that relid. */
+export function resolveSysfsPath(vm: Vm, path: string): string {
+  if (path.startsWith("/")) return path;
+  const m = /^channels\/(\d+)(\/.*)?$/.exec(path);
+  if (m !== null) {
+    const relid = Number(m[1]);
+    const dev = vm.client.devices.find((d) => d.channels().some((c) => c.relid === relid));
+    if (dev === undefined) throw new SimulationError(`${vm.name}: no channel with relid ${relid} (relids: ${vm.client.devices.flatMap((d) => d.channels().map((c) => c.relid)).join(", ")})`);
+    return `/sys/bus/vmbus/devices/${dev.name}/${path}`;
+  }
+  return `/sys/bus/vmbus/devices/${path}`;
+}
+
+/** Runs the workloads and actions from the current virtual time; returns the figures. */
+export async function runWorkloads(built: BuiltSystem, options: RunOptions = {}): Promise<RunResults> {
+  const { sys, scenario } = built;
+  const durationNs = (options.durationMs ?? scenario.durationMs) * NS_PER_MS;
+  const fractions = scenario.workloads.map(() => 0);
+  const report = (i: number) => (f: number) => {
+    fractions[i] = f;
+    options.onProgress?.(fractions.reduce((a, b) => a + b, 0) / Math.max(1, fractions.length));
+  };
+  const actions: ActionResult[] = [];
+  const t0 = sys.sim.now;
+  const storage = await sys.run(
+    () =>
+      Promise.all([
+        Promise.all(scenario.workloads.map((w, i) => (w.type === "storage" ? runStorage(built, i, w, durationNs, report(i)) : Promise.resolve(null)))),
+        ...scenario.actions.map(async (a) => {
+          await sys.sim.scheduler.sleep(a.atMs * NS_PER_MS, "scenario action");
+          const b = built.vms.find((x) => x.vm.name === a.vm) as BuiltVm;
+          if ("path" in a) {
+            let what = `write ${a.value} to ${a.path}`;
+            try {
+              const path = resolveSysfsPath(b.vm, a.path);
+              what = `write ${a.value} to ${path}`;
+              await b.vm.sysfs.write(path, a.value);
+              actions.push({ atMs: a.atMs, vm: a.vm, what, result: "ok" });
+            } catch (e) {
+              actions.push({ atMs: a.atMs, vm: a.vm, what, result: (e as Error).message });
+            }
+          } else {
+            const dev = b.devices[a.device];
+            const g = dev === undefined ? undefined : guestDevice(b.vm, dev.host);
+            for (const c of g?.channels() ?? []) c.lowLatency = a.lowLatency;
+            actions.push({ atMs: a.atMs, vm: a.vm, what: `devices[${a.device}] lowLatency=${a.lowLatency}`, result: g === undefined ? "no such guest device" : "ok" });
+          }
+        }),
+      ]).then(([s]) => s.filter((x): x is StorageResult => x !== null)),
+    "scenario",
+  );
+  const runNs = sys.sim.now - t0;
+  return {
+    scenario: scenario.file,
+    seed: built.seed,
+    bootUs: round3(built.bootNs / 1000),
+    runUs: round3(runNs / 1000),
+    vms: built.vms.map((b) => ({
+      boot: bootSummary(b),
+      interruptsPerVcpu: b.vm.partition.vcpus.map((v) => v.counters.vmbusInterrupts),
+      channels: channelInterruptRows(b.vm.sysfs.bus),
+    })),
+    storage,
+    network: [],
+    actions: actions.sort((a, b) => a.atMs - b.atMs),
+  };
+}
