@@ -60,7 +60,7 @@ interface RunOpts {
 
 async function runCommand(scenarioPath: string | undefined, o: RunOpts): Promise<void> {
   const scenario = loadScenario(scenarioPath ?? DEFAULT_SCENARIO);
-  const built = await buildAndBoot(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), trace: true });
+  const built = await buildAndBoot(scenario, { ...(o.seed !== undefined ? { seed: o.seed } : {}), ...(o.pcap !== undefined ? { pcap: o.pcap } : {}), trace: true });
   if (o.json !== true) {
     out(`vmbus-sim run ${scenario.file}${scenario.description !== undefined ? ` — ${scenario.description}` : ""}`);
     out(`== boot (seed ${built.seed}) ==`);
@@ -76,7 +76,14 @@ async function runCommand(scenarioPath: string | undefined, o: RunOpts): Promise
   const tracePath = o.trace ?? join("out", "trace.json");
   ensureDir(tracePath);
   built.trace?.writeFile(tracePath);
-  const files = { trace: tracePath, traceEvents: built.trace?.eventCount ?? 0 };
+  const pcaps: { switch: string; path: string; frames: number }[] = [];
+  for (const s of built.switches) {
+    if (s.pcap === null) continue;
+    ensureDir(s.pcap);
+    s.sw.writePcap(s.pcap);
+    pcaps.push({ switch: s.name, path: s.pcap, frames: s.sw.capture?.count ?? 0 });
+  }
+  const files = { trace: tracePath, traceEvents: built.trace?.eventCount ?? 0, pcap: pcaps };
   if (o.json === true) {
     out(JSON.stringify({ ...results, files }, null, 2));
   } else {
@@ -84,7 +91,8 @@ async function runCommand(scenarioPath: string | undefined, o: RunOpts): Promise
     const text = formatResults(built, results);
     out(text.slice(text.indexOf("== run:")));
     out(`trace: ${tracePath} (${files.traceEvents} events) — open it at https://ui.perfetto.dev`);
-    if (o.pcap !== undefined) out(`pcap: not written (${o.pcap}): the scenario has no network devices running`);
+    for (const p of pcaps) out(`pcap: ${p.path} (switch ${p.switch}, ${p.frames} frames) — open it in Wireshark or: tshark -r ${p.path}`);
+    if (o.pcap !== undefined && built.switches.length === 0) out(`pcap: not written (${o.pcap}): the scenario has no switches`);
   }
   await built.sys.dispose();
 }
@@ -102,7 +110,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError("(add --help for usage)");
   addExamples(program, [
-    "vmbus-sim run                                  # scenarios/default.json",
+    "vmbus-sim run                                  # scenarios/default.json: storage, ping, UDP; out/trace.json, out/sw0.pcap",
     "vmbus-sim run scenarios/storage-only.json --json --no-progress",
     "vmbus-sim lsvmbus scenarios/storage-only.json -vv",
     "vmbus-sim decode 28 00 00 00 10 00 00 00 08 00",
@@ -116,11 +124,11 @@ export function buildProgram(): Command {
       .option("--seed <n>", "seed of every random choice (default: the scenario's)", intArg("--seed", 0))
       .option("--duration <ms>", "virtual time the workloads may run, ms (default: the scenario's durationMs)", intArg("--duration", 1))
       .option("--trace <file>", "Perfetto / Chrome trace JSON to write", undefined)
-      .option("--pcap <file>", "pcap of the switch (network scenarios)")
+      .option("--pcap <file>", "capture the scenario's first switch to this pcap file (default: each switch's \"pcap\" field)")
       .option("--json", "print one JSON object with the results, nothing else, on stdout")
       .option("--no-progress", "no progress bar on stderr (there is none when stderr is not a terminal anyway)")
       .action(async (scenario: string | undefined, opts: RunOpts) => runCommand(scenario, opts)),
-    ["vmbus-sim run scenarios/storage-only.json", "vmbus-sim run scenarios/storage-only.json --seed 7 --duration 20 --trace /tmp/t.json", "vmbus-sim run --json --no-progress > results.json"],
+    ["vmbus-sim run", "vmbus-sim run --pcap /tmp/lan.pcap --no-progress", "vmbus-sim run scenarios/storage-only.json", "vmbus-sim run scenarios/storage-only.json --seed 7 --duration 20 --trace /tmp/t.json", "vmbus-sim run --json --no-progress > results.json"],
   );
 
   addExamples(

@@ -64,5 +64,68 @@ export function formatResults(built: BuiltSystem, r: RunResults): string {
     );
     for (const s of r.storage) if (s.firstError !== null) out.push(`workload ${s.workload}: first error: ${s.firstError}`);
   }
+  const net = r.network;
+  if (net.ping.length > 0 || net.udp.length > 0) {
+    section("network (virtual time)");
+    if (net.ping.length > 0) {
+      out.push(
+        table(
+          ["ping", "from", "to", "sent", "replies", "lost", "loss %", "arp µs", "min µs", "avg µs", "max µs"],
+          net.ping.map((p) => [
+            String(p.workload),
+            `${p.from} ${p.fromIp}`,
+            `${p.to} ${p.toIp}`,
+            String(p.sent),
+            String(p.replies),
+            String(p.lost),
+            f1(p.sent === 0 ? 0 : (100 * p.lost) / p.sent),
+            f1(p.arpUs),
+            f1(p.rttUs.min),
+            f1(p.rttUs.avg),
+            f1(p.rttUs.max),
+          ]),
+        ),
+      );
+      for (const p of net.ping) if (!p.arpResolved) out.push(`ping ${p.workload}: ${p.toIp} did not answer ARP`);
+    }
+    if (net.udp.length > 0) {
+      if (net.ping.length > 0) out.push("");
+      out.push(
+        table(
+          ["udp", "from", "to", "bytes", "sent", "received", "in order", "intact", "lost", "elapsed µs", "Mbit/s", "frames/s"],
+          net.udp.map((u) => [
+            String(u.workload),
+            `${u.from} ${u.fromIp}:${u.srcPort}`,
+            `${u.to} ${u.toIp}:${u.dstPort}`,
+            String(u.bytes),
+            String(u.sent),
+            String(u.received),
+            String(u.inOrder),
+            String(u.intact),
+            String(u.lost),
+            f1(u.elapsedUs),
+            f1(u.mbitPerSec),
+            String(u.framesPerSec),
+          ]),
+        ),
+      );
+    }
+  }
+  if (net.nics.length > 0) {
+    section("NICs and switch ports");
+    out.push(
+      table(
+        ["vm", "mac", "ip", "switch", "tx pkts", "tx bytes", "rx pkts", "rx bytes", "drops"],
+        net.nics.map((n) => [n.vm, n.mac, n.ip, n.switch, String(n.tx.packets), String(n.tx.bytes), String(n.rx.packets), String(n.rx.bytes), String(n.tx.drops + n.rx.drops)]),
+      ),
+    );
+    out.push("");
+    out.push(
+      table(
+        ["switch port", "frames in", "frames out", "bytes in", "bytes out", "drops"],
+        net.switches.flatMap((s) => s.ports.map((p) => [`${s.name}:${p.name}`, String(p.framesIn), String(p.framesOut), String(p.bytesIn), String(p.bytesOut), String(p.drops)])),
+      ),
+    );
+  }
   return out.join("\n").replace(/^\n/, "") + "\n";
 }

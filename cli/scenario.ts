@@ -49,6 +49,7 @@ export interface VmScenario {
 
 export interface SwitchScenario {
   readonly name: string;
+  /** Capture file (relative: to the working directory); `true` in the file means "out/<name>.pcap". */
   readonly pcap?: string;
 }
 
@@ -224,7 +225,8 @@ function checkDevice(c: Checker, where: string, v: unknown, switches: readonly s
       if (((parseInt(mac.slice(0, 2), 16) & 1) !== 0)) c.fail(`${where}.mac`, mac, "must be a unicast address (first octet even)");
       const sw = o["switch"];
       if (typeof sw !== "string" || !switches.includes(sw)) c.fail(`${where}.switch`, sw, switches.length === 0 ? "must name a switch, but the scenario defines none" : `must name a switch (${switches.map((s) => JSON.stringify(s)).join(", ")})`);
-      const mtu = c.optInt(`${where}.mtu`, o["mtu"], 68, 65521);
+      // netvsp's range (RNDIS OID_GEN_MAXIMUM_FRAME_SIZE: jumbo frames up to 9000).
+      const mtu = c.optInt(`${where}.mtu`, o["mtu"], 68, 9000);
       return { type, mac: mac.toLowerCase(), switch: sw, ...(mtu !== undefined ? { mtu } : {}) };
     }
     case "echo":
@@ -322,7 +324,9 @@ function checkWorkload(c: Checker, where: string, v: unknown, vms: readonly VmSc
   if (a.switch !== b.switch) c.fail(`${where}.to`, o["to"], `must have a nic on the same switch as ${String(o["from"])} (${JSON.stringify(a.switch)})`);
   const count = c.int(`${where}.count`, o["count"], 1, 1_000_000);
   if (type === "ping") return { type, from: o["from"] as string, to: o["to"] as string, count };
-  const bytes = c.int(`${where}.bytes`, o["bytes"], 1, 65507);
+  // No IP fragmentation: a datagram must fit both NICs' MTU (IPv4 20 + UDP 8 bytes of headers).
+  const maxBytes = Math.min(a.mtu ?? 1500, b.mtu ?? 1500) - 28;
+  const bytes = c.int(`${where}.bytes`, o["bytes"], 1, maxBytes);
   return { type, from: o["from"] as string, to: o["to"] as string, bytes, count };
 }
 
@@ -372,8 +376,9 @@ export function validateScenario(input: unknown, file: string): Scenario {
     const name = c.str(`switches[${i}].name`, so["name"], NAME_RE, "must be 1-32 characters of A-Z a-z 0-9 _ . -");
     if (switches.some((x) => x.name === name)) c.fail(`switches[${i}].name`, name, "must be unique among switches");
     const pcap = so["pcap"];
-    if (pcap !== undefined && (typeof pcap !== "string" || pcap.length === 0)) c.fail(`switches[${i}].pcap`, pcap, "must be a file path");
-    switches.push({ name, ...(typeof pcap === "string" ? { pcap } : {}) });
+    if (pcap !== undefined && pcap !== true && (typeof pcap !== "string" || pcap.length === 0)) c.fail(`switches[${i}].pcap`, pcap, `must be a file path, or true for "out/${name}.pcap"`);
+    const path = pcap === true ? `out/${name}.pcap` : pcap;
+    switches.push({ name, ...(typeof path === "string" ? { pcap: path } : {}) });
   });
 
   const vms: VmScenario[] = [];

@@ -25,8 +25,10 @@ import {
   type VmbusDevice,
 } from "../core/index.js";
 import { echoPlugin } from "../drivers/echo/index.js";
+import { NETWORK_SWITCHES, networkPlugin, type NetvscDriver, type SwitchRegistry, type VirtualSwitch } from "../drivers/netvsc/index.js";
 import { storagePlugin, type DiskSpec, type ScsiDisk, type StorvscDriver } from "../drivers/storvsc/index.js";
-import type { DeviceScenario, Scenario, StorageWorkload, VmScenario } from "./scenario.js";
+import { IpHost, nicAddress, runPing, runUdp, type PingResult, type UdpResult } from "./network.js";
+import type { DeviceScenario, NicDeviceScenario, PingWorkload, Scenario, StorageWorkload, UdpWorkload, VmScenario } from "./scenario.js";
 import { versionNumber } from "./scenario.js";
 
 const MiB = 1024 * 1024;
@@ -35,27 +37,6 @@ const NS_PER_MS = 1_000_000;
 /** A failure while building or running (exit code 1), as opposed to a bad scenario (2). */
 export class SimulationError extends Error {
   override readonly name = "SimulationError";
-}
-
-export const NETWORK_UNAVAILABLE = "network devices need the netvsc sample (not available)";
-
-/**
- * The network sample is optional at run time: it is being written, and a
- * storage-only scenario must run without it. Its manifest is looked up by
- * a dynamic import so the CLI builds and runs either way.
- */
-async function loadNetworkPlugin(): Promise<PluginManifest> {
-  let mod: Record<string, unknown>;
-  try {
-    // A variable specifier keeps tsc from resolving (and requiring) the module at build time.
-    const specifier = "../drivers/netvsc/index.js";
-    mod = (await import(specifier)) as Record<string, unknown>;
-  } catch {
-    throw new SimulationError(NETWORK_UNAVAILABLE);
-  }
-  const plugin = mod["networkPlugin"];
-  if (typeof plugin !== "function") throw new SimulationError(NETWORK_UNAVAILABLE);
-  return plugin as PluginManifest;
 }
 
 export interface BuiltDevice {
@@ -76,12 +57,25 @@ export interface BuiltSystem {
   readonly vms: readonly BuiltVm[];
   readonly trace: ChromeTraceWriter | null;
   readonly bootNs: number;
+  /** One IP host per NIC (empty without NICs). */
+  readonly ipHosts: readonly IpHost[];
+  /** The scenario's switches, with the pcap path when capturing. */
+  readonly switches: readonly BuiltSwitch[];
+}
+
+export interface BuiltSwitch {
+  readonly name: string;
+  readonly sw: VirtualSwitch;
+  /** Where the capture goes (relative paths: to the working directory); null when not capturing. */
+  readonly pcap: string | null;
 }
 
 export interface BuildOptions {
   readonly seed?: number;
   /** Attach a Chrome/Perfetto trace writer before the first VM exists. */
   readonly trace?: boolean;
+  /** Capture the first switch to this file (overrides its `pcap`). */
+  readonly pcap?: string;
 }
 
 /** File disks are named relative to the scenario file, as a user writing it would expect. */
@@ -93,11 +87,8 @@ function resolveDisk(d: DiskSpec, scenarioFile: string): DiskSpec {
 /** Builds the system of `scenario` and boots it (connect, offers, probes). */
 export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {}): Promise<BuiltSystem> {
   const plugins: PluginManifest[] = [storagePlugin, echoPlugin];
-  if (scenario.vms.some((v) => v.devices.some((d) => d.type === "nic"))) {
-    plugins.push(await loadNetworkPlugin());
-    // The manifest exists, but its host-device config and NIC API are not settled yet.
-    throw new SimulationError("network devices: the netvsc sample is present but `vmbus-sim run` does not drive NICs yet");
-  }
+  const hasNetwork = scenario.switches.length > 0 || scenario.vms.some((v) => v.devices.some((d) => d.type === "nic"));
+  if (hasNetwork) plugins.push(networkPlugin);
   const seed = options.seed ?? scenario.seed;
   const costs = { ...scenario.host.costs, ...(scenario.host.monitorLatencyUs !== undefined ? { monitorLatencyNs: Math.round(scenario.host.monitorLatencyUs * 1000) } : {}) };
   const sys = new VmbusSystem({ seed, costs, plugins, hostMaxVersion: versionNumber(scenario.host.maxVersion) });
@@ -120,9 +111,23 @@ export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {
         devices.push({ spec: d, host: sys.addHostDevice(vm, "storvsp", { config }) });
       } else if (d.type === "echo") {
         devices.push({ spec: d, host: sys.addHostDevice(vm, "echo") });
+      } else {
+        const config = { mac: d.mac, switch: d.switch, ...(d.mtu !== undefined ? { mtu: d.mtu } : {}) };
+        devices.push({ spec: d, host: sys.addHostDevice(vm, "netvsp", { config }) });
       }
     }
     vms.push({ vm, spec, devices, bootLog: [] });
+  }
+  // Switches exist before boot so that the capture sees every frame.
+  const switches: BuiltSwitch[] = [];
+  if (hasNetwork) {
+    const registry = sys.root.resolve(NETWORK_SWITCHES) as SwitchRegistry;
+    scenario.switches.forEach((s, i) => {
+      const pcap = (i === 0 ? options.pcap : undefined) ?? s.pcap ?? null;
+      const sw = registry.get(s.name);
+      if (pcap !== null) sw.startCapture();
+      switches.push({ name: s.name, sw, pcap });
+    });
   }
   try {
     await sys.boot();
@@ -130,7 +135,19 @@ export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {
     throw new SimulationError(`boot failed: ${(e as Error).message}`);
   }
   for (const b of vms) b.bootLog = b.vm.client.log.slice();
-  return { sys, scenario, seed, vms, trace, bootNs: sys.sim.now };
+  const ipHosts: IpHost[] = [];
+  vms.forEach((b, i) => {
+    let k = 0;
+    for (const d of b.devices) {
+      if (d.spec.type !== "nic") continue;
+      const dev = guestDevice(b.vm, d.host);
+      const nic = dev === undefined ? undefined : b.vm.driverOf<NetvscDriver>(dev);
+      if (nic === undefined) throw new SimulationError(`${b.vm.name}: the NIC ${(d.spec as NicDeviceScenario).mac} has no netvsc driver after boot`);
+      if (i >= 254) throw new SimulationError(`${b.vm.name}: NIC addresses are 10.0.<nic>.<vm index + 1>; at most 254 VMs can have NICs`);
+      ipHosts.push(new IpHost(b.vm.name, nic, nicAddress(i, k++), (d.spec as NicDeviceScenario).switch, sys.sim.scheduler));
+    }
+  });
+  return { sys, scenario, seed, vms, trace, bootNs: sys.sim.now, ipHosts, switches };
 }
 
 /** The guest-side device the host device `host` became. */
@@ -226,6 +243,33 @@ export interface VmResult {
   readonly channels: readonly ChannelInterruptRow[];
 }
 
+export interface NicResult {
+  readonly vm: string;
+  readonly mac: string;
+  readonly ip: string;
+  readonly switch: string;
+  readonly tx: { readonly packets: number; readonly bytes: number; readonly drops: number };
+  readonly rx: { readonly packets: number; readonly bytes: number; readonly drops: number };
+  /** ARP requests and ICMP echo requests the NIC's responder answered. */
+  readonly arpAnswered: number;
+  readonly echoAnswered: number;
+}
+
+export interface SwitchResult {
+  readonly name: string;
+  /** The pcap file (written by the caller after the run), or null. */
+  readonly pcap: string | null;
+  readonly framesCaptured: number;
+  readonly ports: readonly { readonly name: string; readonly framesIn: number; readonly framesOut: number; readonly bytesIn: number; readonly bytesOut: number; readonly drops: number }[];
+}
+
+export interface NetworkResults {
+  readonly ping: readonly PingResult[];
+  readonly udp: readonly UdpResult[];
+  readonly nics: readonly NicResult[];
+  readonly switches: readonly SwitchResult[];
+}
+
 export interface RunResults {
   readonly scenario: string;
   readonly seed: number;
@@ -233,7 +277,7 @@ export interface RunResults {
   readonly runUs: number;
   readonly vms: readonly VmResult[];
   readonly storage: readonly StorageResult[];
-  readonly network: readonly never[];
+  readonly network: NetworkResults;
   readonly actions: readonly ActionResult[];
 }
 
@@ -344,6 +388,25 @@ async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload,
   };
 }
 
+/** The IP host of `vm`'s first NIC. */
+function firstNic(built: BuiltSystem, vm: string): IpHost {
+  const h = built.ipHosts.find((x) => x.vmName === vm);
+  if (h === undefined) throw new SimulationError(`${vm}: no NIC after boot`);
+  return h;
+}
+
+async function runNetwork(built: BuiltSystem, index: number, w: PingWorkload | UdpWorkload, durationNs: number, progress: (f: number) => void): Promise<PingResult | UdpResult> {
+  const { sys } = built;
+  const src = firstNic(built, w.from);
+  const dst = firstNic(built, w.to);
+  const b = built.vms.find((x) => x.vm.name === w.from) as BuiltVm;
+  const vcpu = b.vm.partition.vcpus[0];
+  if (vcpu === undefined) throw new SimulationError(`${w.from}: no vCPU`);
+  const endAt = sys.sim.now + durationNs;
+  if (w.type === "ping") return runPing(index, w, src, dst, vcpu, sys.sim.scheduler, endAt, progress);
+  return runUdp(index, w, src, dst, vcpu, sys.sim.scheduler, sys.sim.rng.fork(`workload ${index}`), endAt, progress);
+}
+
 /** `channels/<relid>/<attr>` → the absolute path under the device that owns that relid. */
 export function resolveSysfsPath(vm: Vm, path: string): string {
   if (path.startsWith("/")) return path;
@@ -367,11 +430,15 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
     options.onProgress?.(fractions.reduce((a, b) => a + b, 0) / Math.max(1, fractions.length));
   };
   const actions: ActionResult[] = [];
+  const network: (PingResult | UdpResult)[] = [];
   const t0 = sys.sim.now;
   const storage = await sys.run(
     () =>
       Promise.all([
         Promise.all(scenario.workloads.map((w, i) => (w.type === "storage" ? runStorage(built, i, w, durationNs, report(i)) : Promise.resolve(null)))),
+        Promise.all(scenario.workloads.map((w, i) => (w.type !== "storage" ? runNetwork(built, i, w, durationNs, report(i)) : Promise.resolve(null)))).then((r) => {
+          for (const x of r) if (x !== null) network.push(x);
+        }),
         ...scenario.actions.map(async (a) => {
           await sys.sim.scheduler.sleep(a.atMs * NS_PER_MS, "scenario action");
           const b = built.vms.find((x) => x.vm.name === a.vm) as BuiltVm;
@@ -407,7 +474,33 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
       channels: channelInterruptRows(b.vm.sysfs.bus),
     })),
     storage,
-    network: [],
+    network: {
+      ping: network.filter((x): x is PingResult => "replies" in x),
+      udp: network.filter((x): x is UdpResult => "intact" in x),
+      nics: built.ipHosts.map((h) => ({
+        vm: h.vmName,
+        mac: h.mac,
+        ip: h.ip,
+        switch: h.switchName,
+        tx: { ...h.nic.stats.tx },
+        rx: { ...h.nic.stats.rx },
+        arpAnswered: h.counters.arpAnswered,
+        echoAnswered: h.counters.echoAnswered,
+      })),
+      switches: built.switches.map((s) => ({
+        name: s.name,
+        pcap: s.pcap,
+        framesCaptured: s.sw.capture?.count ?? 0,
+        ports: s.sw.ports().map((p) => ({
+          name: p.name,
+          framesIn: p.stats.framesIn,
+          framesOut: p.stats.framesOut,
+          bytesIn: p.stats.bytesIn,
+          bytesOut: p.stats.bytesOut,
+          drops: p.stats.drops.fault + p.stats.drops.runt + p.stats.drops.filtered + p.stats.drops.detached,
+        })),
+      })),
+    },
     actions: actions.sort((a, b) => a.atMs - b.atMs),
   };
 }

@@ -112,6 +112,107 @@ describe("vmbus-sim run", () => {
   });
 });
 
+interface NetJson {
+  seed: number;
+  storage: { iops: number; errors: number }[];
+  network: {
+    ping: { sent: number; count: number; replies: number; lost: number; corrupt: number; rttUs: { min: number; avg: number; max: number; all: number[] } }[];
+    udp: { count: number; sent: number; received: number; inOrder: number; intact: number; lost: number; mbitPerSec: number; framesPerSec: number }[];
+    nics: { vm: string; ip: string }[];
+  };
+  files: { pcap: { switch: string; path: string; frames: number }[] };
+}
+
+/** The records of a classic pcap file: header checked, timestamps in µs. */
+function readPcap(bytes: Uint8Array): { tsUs: number; frame: Uint8Array }[] {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  expect(bytes.length).toBeGreaterThanOrEqual(24);
+  expect(v.getUint32(0, true)).toBe(0xa1b2c3d4);
+  expect(v.getUint16(4, true)).toBe(2);
+  expect(v.getUint16(6, true)).toBe(4);
+  expect(v.getUint32(20, true)).toBe(1); // LINKTYPE_ETHERNET
+  const out: { tsUs: number; frame: Uint8Array }[] = [];
+  for (let off = 24; off < bytes.length; ) {
+    expect(off + 16).toBeLessThanOrEqual(bytes.length);
+    const incl = v.getUint32(off + 8, true);
+    expect(v.getUint32(off + 12, true)).toBe(incl);
+    out.push({ tsUs: v.getUint32(off, true) * 1e6 + v.getUint32(off + 4, true), frame: bytes.subarray(off + 16, off + 16 + incl) });
+    off += 16 + incl;
+    expect(off).toBeLessThanOrEqual(bytes.length);
+  }
+  return out;
+}
+
+describe("vmbus-sim run (default scenario: storage, ping, UDP)", () => {
+  it("--json: ping replies, UDP delivered intact, IOPS; deterministic; the pcap parses and holds the echo exchange", () => {
+    const pcap = join(tmp, "lan.pcap");
+    const args = ["run", "--json", "--no-progress", "--trace", join(tmp, "d.json"), "--pcap", pcap];
+    const a = cli(...args);
+    expect(a.stderr).toBe("");
+    expect(a.code).toBe(0);
+    const r = JSON.parse(a.stdout) as NetJson;
+    expect(r.storage.length).toBeGreaterThan(0);
+    for (const s of r.storage) {
+      expect(s.iops).toBeGreaterThan(0);
+      expect(s.errors).toBe(0);
+    }
+    expect(r.network.nics.map((n) => [n.vm, n.ip])).toEqual([
+      ["vm1", "10.0.0.1"],
+      ["vm2", "10.0.0.2"],
+    ]);
+    expect(r.network.ping).toHaveLength(1);
+    for (const p of r.network.ping) {
+      expect(p.sent).toBe(p.count);
+      expect(p.replies).toBe(p.count);
+      expect(p.lost).toBe(0);
+      expect(p.corrupt).toBe(0);
+      expect(p.rttUs.min).toBeGreaterThan(0);
+      expect(p.rttUs.min).toBeLessThanOrEqual(p.rttUs.avg);
+      expect(p.rttUs.avg).toBeLessThanOrEqual(p.rttUs.max);
+      expect(p.rttUs.all).toHaveLength(p.count);
+    }
+    expect(r.network.udp).toHaveLength(1);
+    for (const u of r.network.udp) {
+      expect(u.sent).toBe(u.count);
+      expect(u.received).toBe(u.sent);
+      expect(u.inOrder).toBe(u.sent);
+      expect(u.intact).toBe(u.sent);
+      expect(u.lost).toBe(0);
+      expect(u.mbitPerSec).toBeGreaterThan(0);
+      expect(u.framesPerSec).toBeGreaterThan(0);
+    }
+    expect(r.files.pcap).toEqual([{ switch: "sw0", path: pcap, frames: expect.any(Number) }]);
+
+    // The same seed: the same JSON, byte for byte.
+    const b = cli(...args);
+    expect(b.stdout).toBe(a.stdout);
+
+    // The pcap: classic header, records in time order, the ICMP echo requests and replies.
+    const records = readPcap(new Uint8Array(readFileSync(pcap)));
+    expect(records).toHaveLength(r.files.pcap[0]!.frames);
+    for (let i = 1; i < records.length; i++) expect(records[i]!.tsUs).toBeGreaterThanOrEqual(records[i - 1]!.tsUs);
+    const icmp = records.map((x) => x.frame).filter((f) => f.length >= 34 && f[12] === 0x08 && f[13] === 0x00 && f[23] === 1);
+    const ihl = (f: Uint8Array): number => ((f[14] ?? 0) & 0x0f) * 4;
+    const requests = icmp.filter((f) => f[14 + ihl(f)] === 8);
+    const replies = icmp.filter((f) => f[14 + ihl(f)] === 0);
+    expect(requests).toHaveLength(r.network.ping[0]!.count);
+    expect(replies).toHaveLength(r.network.ping[0]!.count);
+    // Two ARP frames per resolution at least (request and reply).
+    expect(records.filter((x) => x.frame[12] === 0x08 && x.frame[13] === 0x06).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it("text output: the network tables and where the pcap went (default out/sw0.pcap)", () => {
+    const r = cli("run", "--no-progress", "--trace", join(tmp, "d2.json"));
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("== network (virtual time) ==");
+    expect(r.stdout).toMatch(/ping\s+from\s+to\s+sent\s+replies\s+lost\s+loss %\s+arp µs\s+min µs\s+avg µs\s+max µs/);
+    expect(r.stdout).toMatch(/udp\s+from\s+to\s+bytes\s+sent\s+received\s+in order\s+intact\s+lost\s+elapsed µs\s+Mbit\/s\s+frames\/s/);
+    expect(r.stdout).toContain("pcap: out/sw0.pcap (switch sw0,");
+    expect(existsSync(join(tmp, "out", "sw0.pcap"))).toBe(true);
+  });
+});
+
 describe("vmbus-sim lsvmbus / sysfs", () => {
   it("lsvmbus -vv lists the controller and every channel with its CPU", () => {
     const r = cli("lsvmbus", STORAGE, "-vv");
@@ -151,12 +252,14 @@ describe("vmbus-sim lsvmbus / sysfs", () => {
     expect(existsSync(join(dir, "vm1", "sys", "bus", "vmbus", "devices"))).toBe(true);
   });
 
-  it("network scenarios fail clearly while the netvsc plugin is missing", () => {
-    const r = cli("lsvmbus");
-    if (r.code !== 0) {
-      expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/network devices/);
-    }
+  it("lsvmbus -vv of the default scenario: a SCSI controller and a network adapter per VM", () => {
+    const r = cli("lsvmbus", "-vv");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split("\n");
+    expect(lines.filter((l) => /^VMBUS ID\s+\d+: Class_ID = \{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f\} - Synthetic SCSI Controller$/.test(l))).toHaveLength(2);
+    expect(lines.filter((l) => /^VMBUS ID\s+\d+: Class_ID = \{f8615163-df3e-46c5-913f-f2d2f965ed0e\} - Synthetic network adapter$/.test(l))).toHaveLength(2);
+    expect(lines.filter((l) => l.startsWith("# "))).toEqual(["# vm1", "# vm2"]);
   });
 });
 

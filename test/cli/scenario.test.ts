@@ -62,7 +62,7 @@ describe("validateScenario", () => {
     ["nic mac", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "00:11:22:33:44", switch: "sw" }]) }), 's.json: vms[0].devices[0].mac = "00:11:22:33:44": must be a MAC address "xx:xx:xx:xx:xx:xx"'],
     ["nic multicast mac", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "01:11:22:33:44:55", switch: "sw" }]) }), 's.json: vms[0].devices[0].mac = "01:11:22:33:44:55": must be a unicast address (first octet even)'],
     ["nic switch", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "00:11:22:33:44:55", switch: "sw1" }]) }), 's.json: vms[0].devices[0].switch = "sw1": must name a switch ("sw")'],
-    ["nic mtu", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "00:11:22:33:44:55", switch: "sw", mtu: 9 }]) }), "s.json: vms[0].devices[0].mtu = 9: must be an integer in [68, 65521]"],
+    ["nic mtu", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "00:11:22:33:44:55", switch: "sw", mtu: 9 }]) }), "s.json: vms[0].devices[0].mtu = 9: must be an integer in [68, 9000]"],
     ["duplicate mac", base({ switches: [{ name: "sw" }], vms: vmWith([{ type: "nic", mac: "00:11:22:33:44:55", switch: "sw" }, { type: "nic", mac: "00:11:22:33:44:55", switch: "sw" }]) }), 's.json: vms[0].devices[1].mac = "00:11:22:33:44:55": must be unique (also used by vms[0].devices[0])'],
     ["switch unknown key", base({ switches: [{ name: "sw", capture: "x" }] }), 's.json: switches[0].capture = "x": is not a known field (known: name, pcap)'],
     ["workload type", base({ workloads: [{ type: "fio" }] }), 's.json: workloads[0].type = "fio": must be one of "storage", "ping", "udp"'],
@@ -75,6 +75,19 @@ describe("validateScenario", () => {
     ["readPercent only with randrw", wl({ readPercent: 50 }), 's.json: workloads[0].readPercent = 50: is only allowed with pattern "randrw"'],
     ["readPercent range", wl({ pattern: "randrw", readPercent: 101 }), "s.json: workloads[0].readPercent = 101: must be an integer in [0, 100]"],
     ["ping needs a nic", base({ workloads: [{ type: "ping", from: "vm1", to: "vm1", count: 1 }] }), 's.json: workloads[0].from = "vm1": must name a VM with a nic device'],
+    [
+      "udp bytes must fit the smaller MTU",
+      base({
+        switches: [{ name: "sw" }],
+        vms: [
+          { name: "a", devices: [{ type: "nic", mac: "00:15:5d:00:00:01", switch: "sw", mtu: 9000 }] },
+          { name: "b", devices: [{ type: "nic", mac: "00:15:5d:00:00:02", switch: "sw" }] },
+        ],
+        workloads: [{ type: "udp", from: "a", to: "b", bytes: 1473, count: 1 }],
+      }),
+      "s.json: workloads[0].bytes = 1473: must be an integer in [1, 1472]",
+    ],
+    ["switch pcap", base({ switches: [{ name: "sw", pcap: 5 }] }), 's.json: switches[0].pcap = 5: must be a file path, or true for "out/sw.pcap"'],
     ["action atMs", base({ actions: [{ atMs: 500, vm: "vm1", path: "channels/1/cpu", value: 1 }] }), "s.json: actions[0].atMs = 500: must be a number in [0, durationMs 100]"],
     ["action path", base({ actions: [{ atMs: 1, vm: "vm1", path: "chan/1/cpu", value: 1 }] }), 's.json: actions[0].path = "chan/1/cpu": must be "channels/<relid>/<attribute>" or an absolute "/sys/..." path'],
     ["action value", base({ actions: [{ atMs: 1, vm: "vm1", path: "channels/1/cpu", value: true }] }), "s.json: actions[0].value = true: must be a string or a number"],
@@ -82,6 +95,11 @@ describe("validateScenario", () => {
     ["lowLatency action unknown key", base({ actions: [{ atMs: 1, vm: "vm1", device: 0, lowlatency: true }] }), "s.json: actions[0].lowlatency = true: is not a known field (known: atMs, vm, device, lowLatency)"],
   ])("%s", (_name, input, message) => {
     expect(err(input)).toBe(message);
+  });
+
+  it("switch pcap: true means out/<name>.pcap; a path is kept", () => {
+    const s = validateScenario(base({ switches: [{ name: "lan", pcap: true }, { name: "x", pcap: "cap/x.pcap" }, { name: "y" }] }), F);
+    expect(s.switches).toEqual([{ name: "lan", pcap: "out/lan.pcap" }, { name: "x", pcap: "cap/x.pcap" }, { name: "y" }]);
   });
 
   it("gives an unnumbered disk the lowest free LUN, as storvsp does", () => {
