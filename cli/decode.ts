@@ -10,6 +10,9 @@ import {
   CHANNEL_MESSAGE_HEADER_SIZE,
   CHANNEL_MESSAGE_TABLE,
   Guid,
+  HV_IDE_GUID,
+  HV_NIC_GUID,
+  HV_SCSI_GUID,
   MAX_SIZE_CHANNEL_MESSAGE,
   VMBUS_PACKET_MPB_ARRAY as MPB,
   VMPACKET_DESCRIPTOR as D,
@@ -258,4 +261,22 @@ export function decodeBytes(b: Uint8Array, kind?: DecodeKind): string {
     throw new UsageError(`cannot tell what these ${b.length} bytes are; pass --as KIND (one of: ${DECODE_KINDS.join(", ")})`);
   }
   return `assumed --as ${g.kind}: ${g.reason}\n${describeAs(g.kind, b)}`;
+}
+
+/**
+ * Labels a VMBus transaction in the trace with the same decoders `decode`
+ * uses: the request's payload is decoded by the device class of its channel
+ * (VSTOR for SCSI/IDE controllers, NVSP for NICs), first line only.
+ */
+export function labelTransaction(classId: string | undefined, payload: Uint8Array): string | undefined {
+  let kind: DecodeKind | undefined;
+  if (classId === HV_SCSI_GUID.toString() || classId === HV_IDE_GUID.toString()) kind = "vstor";
+  else if (classId === HV_NIC_GUID.toString()) kind = "nvsp";
+  if (kind === undefined) return undefined;
+  const lines = describeAs(kind, payload).split("\n");
+  const first = lines[0]?.trim();
+  if (first === undefined || first.length === 0) return undefined;
+  // A SCSI request is best named by its command: add the CDB line of the tree.
+  const cdb = lines.find((l) => /\bcdb\b/i.test(l) && l !== lines[0]);
+  return cdb === undefined ? first : `${first} · ${cdb.trim()}`;
 }

@@ -8,6 +8,7 @@
  * Math.random. The only wall-clock reader is the progress bar, which is
  * told fractions and decides itself when to draw.
  */
+import { labelTransaction } from "./decode.js";
 import { dirname, isAbsolute, resolve } from "node:path";
 import {
   CHANNELMSG_OFFERCHANNEL,
@@ -94,7 +95,7 @@ export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {
   const sys = new VmbusSystem({ seed, costs, plugins, hostMaxVersion: versionNumber(scenario.host.maxVersion) });
   let trace: ChromeTraceWriter | null = null;
   if (options.trace === true) {
-    trace = new ChromeTraceWriter({ clock: sys.sim.scheduler, otherData: { seed, scenario: scenario.file } });
+    trace = new ChromeTraceWriter({ clock: sys.sim.scheduler, otherData: { seed, scenario: scenario.file }, labelTransaction });
     trace.attach(sys.sim.tracer);
   }
   const vms: BuiltVm[] = [];

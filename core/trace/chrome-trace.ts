@@ -53,9 +53,18 @@ export function traceTid(vpIndex: number | null): number {
   return vpIndex === null ? 1 : vpIndex + 2;
 }
 
+/**
+ * Names a VMBus transaction from its request (device class GUID and payload
+ * bytes), e.g. with a protocol decoder: "EXECUTE_SRB READ(10) lba=…". Return
+ * undefined to keep the default name.
+ */
+export type TransactionLabeler = (classId: string | undefined, payload: Uint8Array) => string | undefined;
+
 export interface ChromeTraceWriterOptions {
   /** Supplies `ts` when a call omits the time. */
   readonly clock?: TraceClock;
+  /** Labels transaction spans from their request bytes. */
+  readonly labelTransaction?: TransactionLabeler;
   /** Written as `otherData` (e.g. seed, scenario name). */
   readonly otherData?: TraceArgs;
 }
@@ -67,9 +76,12 @@ export class ChromeTraceWriter {
   private readonly clock: TraceClock | undefined;
   private readonly otherData: TraceArgs;
 
+  private readonly labeler: TransactionLabeler | undefined;
+
   constructor(options: ChromeTraceWriterOptions = {}) {
     this.clock = options.clock;
     this.otherData = options.otherData ?? {};
+    this.labeler = options.labelTransaction;
   }
 
   get eventCount(): number {
@@ -213,7 +225,11 @@ export class ChromeTraceWriter {
       const pid = tracePid(e.partitionId);
       const id = `${e.partitionId}.${e.relid}.${e.requestId}`;
       const name = `relid ${e.relid} request`;
-      if (e.phase === "begin") this.asyncBegin(pid, "vmbus.transaction", id, name, { relid: e.relid, requestId: e.requestId }, e.timeNs);
+      if (e.phase === "begin") {
+        const label = e.payload !== undefined ? this.labeler?.(e.classId, e.payload) : undefined;
+        const args: TraceArgs = label === undefined ? { relid: e.relid, requestId: e.requestId } : { relid: e.relid, requestId: e.requestId, request: label };
+        this.asyncBegin(pid, "vmbus.transaction", id, name, args, e.timeNs);
+      }
       else this.asyncEnd(pid, "vmbus.transaction", id, name, { outcome: e.outcome ?? "completed" }, e.timeNs);
     });
     on("schedulerError", (e) => {

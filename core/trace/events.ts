@@ -130,6 +130,10 @@ export interface TransactionTraceEvent extends TraceWhere {
   readonly phase: "begin" | "end";
   /** "completed", or why it ended otherwise ("failed"). */
   readonly outcome?: string;
+  /** Begin only: the device class GUID of the channel ("ba6163d9-…"). */
+  readonly classId?: string;
+  /** Begin only: a copy of the request's payload (after the VMBus headers), for labelling. */
+  readonly payload?: Uint8Array;
 }
 
 export interface TraceEventMap {

@@ -282,14 +282,14 @@ export class GuestChannel implements SysfsChannel {
 
   /** An inband request with COMPLETION_REQUESTED and a request id; resolves with the host's completion. */
   sendRequest(payload: Uint8Array): Promise<Completion> {
-    return this.request("vmbus_sendpacket", RingWriter.packetTotal(0, payload.length), (w, id) =>
+    return this.request("vmbus_sendpacket", RingWriter.packetTotal(0, payload.length), payload, (w, id) =>
       w.writeInband(id, payload, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED),
     );
   }
 
   /** `vmbus_sendpacket_pagebuffer`: GPA direct with up to 32 single-page ranges. */
   sendPacketPageBuffer(entries: readonly PageBufferEntry[], payload: Uint8Array): Promise<Completion> {
-    return this.request("vmbus_sendpacket_pagebuffer", RingWriter.packetTotal(8 + 16 * entries.length, payload.length), (w, id) =>
+    return this.request("vmbus_sendpacket_pagebuffer", RingWriter.packetTotal(8 + 16 * entries.length, payload.length), payload, (w, id) =>
       w.writePageBuffer(id, entries, payload),
     );
   }
@@ -298,7 +298,7 @@ export class GuestChannel implements SysfsChannel {
   sendPacketMpbDesc(ranges: readonly GpaRange[], payload: Uint8Array): Promise<Completion> {
     let ext = 8;
     for (const r of ranges) ext += 8 + 8 * r.pfns.length;
-    return this.request("vmbus_sendpacket_mpb_desc", RingWriter.packetTotal(ext, payload.length), (w, id) => w.writeMpb(id, ranges, payload));
+    return this.request("vmbus_sendpacket_mpb_desc", RingWriter.packetTotal(ext, payload.length), payload, (w, id) => w.writeMpb(id, ranges, payload));
   }
 
   /** Transfer-page packets are host → guest; exposed for symmetry in tests of hostile guests. */
@@ -376,7 +376,7 @@ export class GuestChannel implements SysfsChannel {
     this.onPacket?.(p, this);
   }
 
-  private request(op: string, total: number, write: (w: RingWriter, id: number) => boolean): Promise<Completion> {
+  private request(op: string, total: number, payload: Uint8Array, write: (w: RingWriter, id: number) => boolean): Promise<Completion> {
     const ep = this.requireOpen(op);
     const rq = this.requestor as VmbusRequestor<PendingRequest>;
     const tracer = this.vm.hypervisor.sim.tracer;
@@ -388,7 +388,7 @@ export class GuestChannel implements SysfsChannel {
         reject(new ErrnoError("EAGAIN", `${op} ${this.name}`, `all ${rq.size} request ids are in use`));
         return;
       }
-      if (tracer.wants("transaction")) this.emitTransaction(id, "begin");
+      if (tracer.wants("transaction")) this.emitTransaction(id, "begin", undefined, payload);
       ep.send((w) => write(w, id), total).then(
         () => this.traceRing("out"),
         (e: unknown) => {
@@ -414,9 +414,18 @@ export class GuestChannel implements SysfsChannel {
     };
   }
 
-  private emitTransaction(requestId: number, phase: "begin" | "end", outcome?: string): void {
+  private emitTransaction(requestId: number, phase: "begin" | "end", outcome?: string, payload?: Uint8Array): void {
     const sim = this.vm.hypervisor.sim;
-    sim.tracer.emit("transaction", { timeNs: sim.now, partitionId: this.vm.id, vpIndex: null, relid: this.relid, requestId, phase, outcome });
+    sim.tracer.emit("transaction", {
+      timeNs: sim.now,
+      partitionId: this.vm.id,
+      vpIndex: null,
+      relid: this.relid,
+      requestId,
+      phase,
+      outcome,
+      ...(payload === undefined ? {} : { classId: this.offer.ifType.toString(), payload: payload.slice() }),
+    });
   }
 
   /** Samples a ring's occupancy into the trace (only when someone listens). */
