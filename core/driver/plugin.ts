@@ -37,12 +37,11 @@ export interface VmbusDriver {
 }
 
 /**
- * A class tsyringe can construct (its parameters carry `@inject` tokens).
- * The parameter list is tsyringe's own `constructor<T>` shape; `unknown[]`
- * would reject classes with typed parameters.
+ * A class tsyringe can construct (its parameters carry `@inject` tokens):
+ * tsyringe's own `constructor<T>`, taken out of its `InjectionToken<T>`
+ * union so that no `any` is spelled here.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Constructor<T> = new (...args: any[]) => T;
+export type Constructor<T> = Extract<InjectionToken<T>, new (...args: never[]) => unknown>;
 
 export interface GuestDriverRegistration {
   readonly meta: GuestDriverMeta;
