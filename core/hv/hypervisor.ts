@@ -49,6 +49,7 @@ import {
 } from "./constants.js";
 import { GuestPartition, HostPartition } from "./partition.js";
 import { currentVcpu, type Vcpu } from "./vcpu.js";
+import { runSettled } from "../sim/settle.js";
 
 export interface HypervisorOptions {
   /** Track `currentVcpu()` across awaits with AsyncLocalStorage (slower; see vcpu.ts). Default false. */
@@ -99,9 +100,6 @@ export interface GuestMessageOptions {
   readonly port?: number;
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function";
-}
 
 interface QueuedHostMessage {
   readonly vpIndex: number;
@@ -171,21 +169,14 @@ export class HostMessagePort {
       });
     }
     this.busy = true;
-    let r: unknown;
-    try {
-      r = this.handler({
-        vm: this.vm,
-        vpIndex: m.vpIndex,
-        connectionId: this.connectionId,
-        messageType: m.messageType,
-        payload: m.payload,
-      });
-    } catch (e) {
-      this.onFail(e);
-      return;
-    }
-    if (isThenable(r)) r.then(this.onDone, this.onFail);
-    else this.onDone();
+    const message: HostMessage = {
+      vm: this.vm,
+      vpIndex: m.vpIndex,
+      connectionId: this.connectionId,
+      messageType: m.messageType,
+      payload: m.payload,
+    };
+    runSettled(() => this.handler(message), this.onDone, this.onFail);
   }
 }
 
@@ -197,6 +188,9 @@ export class HostEventConnection {
   private busy = false;
   private again = false;
   private againVia: SignalVia = "hypercall";
+  /** The path of the wakeup being run; `invoke` reads it (bound once: no closure per wakeup). */
+  private via: SignalVia = "hypercall";
+  private readonly invoke = (): unknown => this.handler(this.vm, this.connectionId, this.via);
   private readonly label: string;
   private readonly onDone: () => void;
   private readonly onFail: (e: unknown) => void;
@@ -232,15 +226,8 @@ export class HostEventConnection {
     }
     this.busy = true;
     this.vm.counters.hostWakeups++;
-    let r: unknown;
-    try {
-      r = this.handler(this.vm, this.connectionId, via);
-    } catch (e) {
-      this.onFail(e);
-      return;
-    }
-    if (isThenable(r)) r.then(this.onDone, this.onFail);
-    else this.onDone();
+    this.via = via;
+    runSettled(this.invoke, this.onDone, this.onFail);
   }
 }
 

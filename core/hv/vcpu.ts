@@ -32,6 +32,7 @@ import { HV_SYNIC_SINT_COUNT, VMBUS_MESSAGE_SINT, type HvStatus } from "./consta
 import { VcpuCounters } from "./counters.js";
 import type { GuestPartition } from "./partition.js";
 import type { Synic } from "./synic.js";
+import { isThenable } from "../sim/settle.js";
 
 export type SintHandler = (vcpu: Vcpu, sint: number) => void | PromiseLike<void>;
 
@@ -55,9 +56,6 @@ export function enableAsyncVcpuContext(): void {
   asyncContext ??= new AsyncLocalStorage<Vcpu>();
 }
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function";
-}
 
 export class Vcpu {
   readonly counters = new VcpuCounters();

@@ -22,6 +22,7 @@
 import { HV_EVENT_FLAGS_COUNT, HVMSG_NONE, VMBUS_MESSAGE_SINT } from "./constants.js";
 import type { GuestPartition } from "./partition.js";
 import type { Vcpu } from "./vcpu.js";
+import { isThenable } from "../sim/settle.js";
 
 /** A channel's interrupt callback (the channel layer's `onchannel_callback`). */
 export type ChannelInterruptHandler = (relid: number, vcpu: Vcpu) => void | PromiseLike<void>;
@@ -39,9 +40,6 @@ export interface VmbusIsrOptions {
 
 const WORDS = HV_EVENT_FLAGS_COUNT / 32;
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function";
-}
 
 /** Bits at positions ≥ `bit` of a 32-bit word. */
 function bitsFrom(bit: number): number {

@@ -6,3 +6,4 @@ export { Rng } from "./rng.js";
 export type { RngSeed } from "./rng.js";
 export * from "./cost-model.js";
 export * from "./simulation.js";
+export * from "./settle.js";

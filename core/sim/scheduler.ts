@@ -48,6 +48,7 @@ import { InvalidArgumentError } from "../errors.js";
 import type { Tracer } from "../trace/events.js";
 import { SimDeadlineError, SimDeadlockError, SimEventError, SimReentrancyError } from "./errors.js";
 import { EventQueue, SimEventNode } from "./event-queue.js";
+import { isThenable } from "./settle.js";
 
 /** Anything that can tell the virtual time. */
 export interface Clock {
@@ -86,9 +87,6 @@ export type EventFn = () => void | PromiseLike<void>;
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return v !== null && typeof v === "object" && typeof (v as { then?: unknown }).then === "function";
-}
 
 class ScheduledEvent extends SimEventNode implements EventHandle {
   constructor(
