@@ -43,6 +43,8 @@ interface WorkItem {
   readonly reject: (e: unknown) => void;
 }
 
+const ignore = (): void => undefined;
+
 let syncCurrent: Vcpu | undefined;
 let asyncContext: AsyncLocalStorage<Vcpu> | undefined;
 
@@ -142,14 +144,18 @@ export class Vcpu {
    * and the interrupt would wait for ever.
    */
   issue<T>(fn: (vcpu: Vcpu) => PromiseLike<T>, label = "issue"): Promise<T> {
+    // One promise, not two: the work item itself resolves nothing (the vCPU
+    // is free as soon as `fn` returns); `fn`'s promise settles the caller's.
     return new Promise<T>((resolve, reject) => {
-      void this.run((v) => {
-        try {
+      this.work.push({
+        fn: (v) => {
           fn(v).then(resolve, reject);
-        } catch (e) {
-          reject(e);
-        }
-      }, label);
+        },
+        label,
+        resolve: ignore,
+        reject,
+      });
+      this.pump();
     });
   }
 

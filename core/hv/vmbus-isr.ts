@@ -85,6 +85,12 @@ export class VmbusIsr {
     let bitFloor = startBit;
     for (let w = startWord; w < WORDS; w++, bitFloor = 0) {
       const idx = base + w;
+      // A plain read finds the words worth looking at (Linux's
+      // for_each_set_bit reads the page the same way); only a set bit is
+      // taken with an atomic test-and-clear. A bit the hypervisor sets just
+      // after this read is not lost: setting it raised SINT2 again, and that
+      // interrupt, latched while this one runs, scans once more.
+      if (((words[idx] as number) & bitsFrom(bitFloor)) === 0) continue;
       for (;;) {
         // Re-read the live word each time: bits the host sets above the
         // current position during this scan are still taken in this pass.

@@ -27,6 +27,9 @@ export interface GuestMemoryConfig {
   readonly reservedLowPages?: number;
 }
 
+/** Freed pages remembered for reuse (see `GuestMemory.hot`). */
+const HOT_PAGES = 1024;
+
 export class GuestMemory {
   readonly buffer: SharedArrayBuffer;
   /** Byte view of all of guest memory. Guest-side code may use it directly. */
@@ -41,6 +44,16 @@ export class GuestMemory {
   /** Next-fit cursor: allocations start searching where the last one ended. */
   private cursor: number;
   private readonly reserved: number;
+  /**
+   * Recently freed single pages, most recent on top. allocScattered takes
+   * from here first: a driver that frees an I/O buffer and allocates the
+   * next one gets the same, already-touched pages back (Linux's per-CPU hot
+   * page lists do the same), instead of walking the cursor through memory
+   * the host OS has never mapped — a page fault per I/O otherwise.
+   * Entries may be stale (taken since by allocContiguous): checked on pop.
+   */
+  private readonly hot = new Int32Array(HOT_PAGES);
+  private hotCount = 0;
 
   constructor(config: GuestMemoryConfig = {}) {
     const bytes = config.bytes ?? DEFAULT_GUEST_MEMORY_BYTES;
@@ -114,6 +127,13 @@ export class GuestMemory {
     this.checkCount(count);
     if (count > this.freeCount) throw new OutOfGuestMemoryError(count, this.freeCount, false);
     const pfns: number[] = [];
+    while (pfns.length < count && this.hotCount > 0) {
+      const h = this.hot[--this.hotCount] as number;
+      if (this.used[h] !== 0) continue;
+      this.used[h] = 1;
+      this.u8.fill(0, h * PAGE_SIZE, (h + 1) * PAGE_SIZE);
+      pfns.push(h);
+    }
     let p = this.cursor;
     while (pfns.length < count) {
       if (p >= this.pageCount) p = 0;
@@ -131,16 +151,22 @@ export class GuestMemory {
 
   /** Returns pages to the allocator. Freeing a page twice is a caller bug and throws. */
   free(pfns: Iterable<number> | number, count = 1): void {
-    const list = typeof pfns === "number" ? Array.from({ length: count }, (_, i) => pfns + i) : pfns;
-    for (const pfn of list) {
-      if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.pageCount) {
-        throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
-      }
-      if (pfn < this.reserved) throw new InvalidArgumentError("pfn", pfn, `is one of the ${this.reserved} reserved low page(s) and was never allocated`);
-      if (this.used[pfn] !== 1) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
-      this.used[pfn] = 0;
-      this.freeCount++;
+    if (typeof pfns === "number") {
+      for (let i = 0; i < count; i++) this.freeOne(pfns + i);
+      return;
     }
+    for (const pfn of pfns) this.freeOne(pfn);
+  }
+
+  private freeOne(pfn: number): void {
+    if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.pageCount) {
+      throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
+    }
+    if (pfn < this.reserved) throw new InvalidArgumentError("pfn", pfn, `is one of the ${this.reserved} reserved low page(s) and was never allocated`);
+    if (this.used[pfn] !== 1) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
+    this.used[pfn] = 0;
+    this.freeCount++;
+    if (this.hotCount < HOT_PAGES) this.hot[this.hotCount++] = pfn;
   }
 
   isAllocated(pfn: number): boolean {

@@ -377,19 +377,38 @@ export class Scheduler implements Clock {
     }
   }
 
-  private async drain(): Promise<void> {
-    let seen = this.activity;
-    let quiet = 0;
-    while (quiet < this.quietTicks) {
-      await RESOLVED;
-      if (this.activity !== seen) {
-        seen = this.activity;
-        quiet = 0;
-      } else {
-        quiet++;
-      }
-    }
+  /**
+   * The drain after one event (see the file comment). It is a chain of
+   * `.then` callbacks on an already-resolved promise rather than an async
+   * loop of `await`s: one turn then costs one reaction job instead of an
+   * await's suspend and resume, which halves the price of the quiet window
+   * that every event pays. Each turn is still exactly one microtask
+   * generation, so the rule (and what continuations observe) is unchanged.
+   */
+  private drain(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.drainSeen = this.activity;
+      this.drainQuiet = 0;
+      this.drainDone = resolve;
+      RESOLVED.then(this.drainTick);
+    });
   }
+
+  private drainSeen = 0;
+  private drainQuiet = 0;
+  private drainDone: (() => void) | null = null;
+  private readonly drainTick = (): void => {
+    if (this.activity !== this.drainSeen) {
+      this.drainSeen = this.activity;
+      this.drainQuiet = 0;
+    } else if (++this.drainQuiet >= this.quietTicks) {
+      const done = this.drainDone as () => void;
+      this.drainDone = null;
+      done();
+      return;
+    }
+    RESOLVED.then(this.drainTick);
+  };
 
   private async idleDrain(untilNs: number, settled: (() => boolean) | undefined): Promise<void> {
     for (let i = 0; i < this.idleTicks; i++) {

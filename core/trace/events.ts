@@ -156,10 +156,58 @@ export interface TraceEventMap {
 
 export type TraceEventName = keyof TraceEventMap;
 
+type Names = EventEmitter.EventNames<TraceEventMap>;
+type Listener<T extends Names> = EventEmitter.EventListener<TraceEventMap, T>;
+
 /** The simulation's event bus. One per simulation; layers emit, reporters listen. */
 export class Tracer extends EventEmitter<TraceEventMap> {
+  /**
+   * Which events have listeners, kept up to date by every subscribe and
+   * unsubscribe: `wants` is asked several times per packet on the I/O
+   * path, and counting listeners each time costs more than the check saves.
+   */
+  private readonly listened = new Set<string>();
+
   /** True if anyone listens to `event`: emitters skip building the event otherwise. */
   wants(event: TraceEventName): boolean {
-    return this.listenerCount(event) > 0;
+    return this.listened.size !== 0 && this.listened.has(event);
+  }
+
+  override on<T extends Names>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.on(event, fn, context);
+    return this.refresh(event);
+  }
+
+  override addListener<T extends Names>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.addListener(event, fn, context);
+    return this.refresh(event);
+  }
+
+  override once<T extends Names>(event: T, fn: Listener<T>, context?: unknown): this {
+    super.once(event, fn, context);
+    return this.refresh(event);
+  }
+
+  override removeListener<T extends Names>(event: T, fn?: Listener<T>, context?: unknown, once?: boolean): this {
+    super.removeListener(event, fn, context, once);
+    return this.refresh(event);
+  }
+
+  override off<T extends Names>(event: T, fn?: Listener<T>, context?: unknown, once?: boolean): this {
+    super.off(event, fn, context, once);
+    return this.refresh(event);
+  }
+
+  override removeAllListeners(event?: Names): this {
+    super.removeAllListeners(event);
+    if (event === undefined) this.listened.clear();
+    else this.refresh(event);
+    return this;
+  }
+
+  private refresh(event: Names): this {
+    if (this.listenerCount(event) > 0) this.listened.add(event);
+    else this.listened.delete(event);
+    return this;
   }
 }

@@ -75,6 +75,23 @@ interface PendingRequest {
   reject(e: unknown): void;
 }
 
+/**
+ * What a request resolves with. The 64-bit id is built only when asked for:
+ * a BigInt per completion is measurable on the I/O path, and drivers match
+ * completions by their own request state, not by reading the id back.
+ */
+class PacketCompletion implements Completion {
+  constructor(
+    readonly type: number,
+    private readonly idLo: number,
+    private readonly idHi: number,
+    readonly data: Uint8Array,
+  ) {}
+  get transId(): bigint {
+    return (BigInt(this.idHi) << 32n) | BigInt(this.idLo);
+  }
+}
+
 export class GuestChannel implements SysfsChannel {
   readonly relid: number;
   readonly subchannelIndex: number;
@@ -112,6 +129,11 @@ export class GuestChannel implements SysfsChannel {
   private requestor: VmbusRequestor<PendingRequest> | null = null;
   private onPacket: ((p: IncomingPacket, ch: GuestChannel) => void) | null = null;
   private readonly gpadls = new Set<number>();
+  private readonly signalTarget: { connectionId: number; monitorId: number | undefined; lowLatency: boolean } = {
+    connectionId: 0,
+    monitorId: undefined,
+    lowLatency: false,
+  };
 
   constructor(
     readonly offer: OfferChannelMessage,
@@ -362,7 +384,9 @@ export class GuestChannel implements SysfsChannel {
   private dispatch(p: IncomingPacket): void {
     if (p.type === VM_PKT_COMP && this.requestor !== null && p.transIdHi === 0 && this.requestor.has(p.transIdLo)) {
       const req = this.requestor.complete(p.transIdLo, p.transIdHi);
-      req.resolve({ type: p.type, transId: p.transId, data: p.data().slice() });
+      // The packet is valid only during this call: the completion owns a copy.
+      const start = p.dataOffset;
+      req.resolve(new PacketCompletion(p.type, p.transIdLo, p.transIdHi, p.buffer.slice(start, p.length)));
       return;
     }
     if (p.type === VM_PKT_COMP && this.requestor !== null) {
@@ -389,6 +413,15 @@ export class GuestChannel implements SysfsChannel {
         return;
       }
       if (tracer.wants("transaction")) this.emitTransaction(id, "begin", undefined, payload);
+      // The common case — room in the ring, nobody queued ahead — writes and
+      // publishes now, without a promise for the send itself; only a full
+      // ring (or senders already waiting) takes the queued path, which keeps
+      // the channel's packets in order.
+      if (!ep.closed && ep.tryWrite((w) => write(w, id))) {
+        ep.commit();
+        this.traceRing("out");
+        return;
+      }
       ep.send((w) => write(w, id), total).then(
         () => this.traceRing("out"),
         (e: unknown) => {
@@ -470,11 +503,12 @@ export class GuestChannel implements SysfsChannel {
    */
   private signalHost(): void {
     const vcpu = currentVcpu() ?? (this.vm.vcpus[this.targetCpu] as Vcpu);
-    const path = signalChannel(vcpu, {
-      connectionId: this.connectionId,
-      monitorId: this.monitorAllocated ? this.monitorId : undefined,
-      lowLatency: this.lowLatency,
-    });
+    // One reused target object: the signal is on every request's path.
+    const target = this.signalTarget;
+    target.connectionId = this.connectionId;
+    target.monitorId = this.monitorAllocated ? this.monitorId : undefined;
+    target.lowLatency = this.lowLatency;
+    const path = signalChannel(vcpu, target);
     if (path === "hypercall") this.sigEvents++;
   }
 }
