@@ -108,6 +108,18 @@ export class RingBuffer {
   storePendingSendSize(v: number): void {
     Atomics.store(this.header, W_PENDING, v | 0);
   }
+  /**
+   * Raises pending_send_sz to at least `v` (compare-and-swap loop), for
+   * several writers that may block on one ring at once: a store could
+   * lower a value another blocked writer still needs.
+   */
+  raisePendingSendSize(v: number): void {
+    for (;;) {
+      const cur = Atomics.load(this.header, W_PENDING);
+      if (cur >>> 0 >= v) return;
+      if (Atomics.compareExchange(this.header, W_PENDING, cur, v | 0) === cur) return;
+    }
+  }
   loadFeatureBits(): number {
     return Atomics.load(this.header, W_FEATURES) >>> 0;
   }
