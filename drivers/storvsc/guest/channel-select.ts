@@ -39,6 +39,9 @@ export class StorChannelMap<C extends SelectableChannel> {
   private alloced: number[] = [];
   /** Channels in use with the CPU recorded for each (to notice re-targeting). */
   private readonly channels = new Map<C, number>();
+  /** The same pairs as arrays, for the check `choose` makes on every command. */
+  private chanList: C[] = [];
+  private chanCpus: number[] = [];
   /** `stor_device->num_sc`: subchannels requested (0 = primary only). */
   numSc = 0;
 
@@ -52,7 +55,9 @@ export class StorChannelMap<C extends SelectableChannel> {
 
   /** Records an opened channel at its current target CPU (`handle_sc_creation`). */
   add(ch: C): void {
+    if (!this.channels.has(ch)) this.chanList.push(ch);
     this.channels.set(ch, ch.targetCpu);
+    this.chanCpus = this.chanList.map((c) => this.channels.get(c) as number);
     this.storChns.set(ch.targetCpu, ch);
     if (!this.alloced.includes(ch.targetCpu)) {
       this.alloced.push(ch.targetCpu);
@@ -72,10 +77,13 @@ export class StorChannelMap<C extends SelectableChannel> {
     if (own !== undefined) {
       if (own.targetCpu !== cpu) return own;
       // Rule 1: another channel first, starting after this CPU, wrapping.
-      const n = this.alloced.length;
-      const start = this.alloced.findIndex((c) => c > cpu);
+      const alloced = this.alloced;
+      const n = alloced.length;
+      let start = 0;
+      while (start < n && (alloced[start] as number) <= cpu) start++;
+      if (start === n) start = 0;
       for (let i = 0; i < n; i++) {
-        const tgt = this.alloced[((start < 0 ? 0 : start) + i) % n] as number;
+        const tgt = alloced[(start + i) % n] as number;
         if (tgt === cpu) continue;
         const ch = this.storChns.get(tgt);
         if (ch !== undefined && this.percentFree(ch) > this.lowater) return ch;
@@ -110,9 +118,12 @@ export class StorChannelMap<C extends SelectableChannel> {
    * always a channel to choose (a dead one makes the send fail clearly).
    */
   private refresh(): void {
+    const list = this.chanList;
+    const cpus = this.chanCpus;
     let stale = false;
-    for (const [ch, cpu] of this.channels) {
-      if (ch.targetCpu !== cpu || (ch !== this.primary && !this.usable(ch))) {
+    for (let i = 0; i < list.length; i++) {
+      const ch = list[i] as C;
+      if (ch.targetCpu !== cpus[i] || (ch !== this.primary && !this.usable(ch))) {
         stale = true;
         break;
       }
@@ -122,6 +133,8 @@ export class StorChannelMap<C extends SelectableChannel> {
     this.channels.clear();
     this.storChns.clear();
     this.alloced = [];
+    this.chanList = [];
+    this.chanCpus = [];
     for (const ch of keep) this.add(ch);
   }
 }

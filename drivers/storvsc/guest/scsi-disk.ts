@@ -72,6 +72,14 @@ export interface ScsiDiskHost {
   readonly maxTransferBytes: number;
   /** Sends one command (retrying UNIT ATTENTIONs) and resolves with its result or rejects with a typed error. */
   runScsi(req: ScsiRequest): Promise<ScsiResult>;
+  /**
+   * Optional fast path for a read or write that is one READ/WRITE command
+   * (the disk checked the range and holds a queue slot for it, which the
+   * host releases through `releaseSlot`): the same result as `runScsi`
+   * followed by the disk's own checks, without the request objects.
+   */
+  submitRead?(disk: ScsiDisk, lba: number, blocks: number, cdb16: boolean, out: Uint8Array, cpu: number): Promise<Uint8Array>;
+  submitWrite?(disk: ScsiDisk, lba: number, blocks: number, cdb16: boolean, data: Uint8Array, cpu: number): Promise<void>;
 }
 
 /** From INQUIRY. */
@@ -116,6 +124,15 @@ class CommandSlots {
   }
   get waiting(): number {
     return this.waiters.length;
+  }
+
+  /** Takes a slot at once if one is free and nobody waits; false otherwise. */
+  tryAcquire(): boolean {
+    if (this.used < this.limit && this.waiters.length === 0) {
+      this.used++;
+      return true;
+    }
+    return false;
   }
 
   acquire(): Promise<void> {
@@ -165,6 +182,10 @@ export class ScsiDisk {
   /** Commands this disk may have in flight (`min(cmd_per_lun, can_queue)`). */
   readonly queueDepth: number;
   private cap: ScsiDiskCapacity;
+  /** The capacity as a number (exact up to 2^53; above, larger than any safe LBA + count). */
+  private capBlocks = 0;
+  /** `sd`'s `use_16_for_rw`: the capacity needs 64-bit LBAs. */
+  private use16 = false;
   private goneKind: "lun" | "controller" | null = null;
   private readonly slots: CommandSlots;
 
@@ -183,6 +204,7 @@ export class ScsiDisk {
     this.scsiLevel = identity.scsiLevel;
     this.address = `${identity.pathId}:${identity.targetId}:${identity.lun}`;
     this.cap = capacity;
+    this.cacheCapacity();
     this.queueDepth = Math.max(1, queueDepth);
     this.slots = new CommandSlots(this.queueDepth);
   }
@@ -216,8 +238,19 @@ export class ScsiDisk {
   }
 
   /** Reads `count` blocks from `lba`. */
-  async read(lba: bigint | number, count: number): Promise<Uint8Array> {
+  read(lba: bigint | number, count: number): Promise<Uint8Array> {
     const cpu = issuingCpu();
+    const submit = this.host.submitRead;
+    // One command for the whole range and a queue slot free now: the fast
+    // path. Anything else — bigint or invalid arguments, chunking, waiting
+    // for a slot, a gone disk — takes the general path below.
+    if (submit !== undefined && typeof lba === "number" && this.fits(lba, count) && this.slots.tryAcquire()) {
+      return submit.call(this.host, this, lba, count, this.use16 || count > RW10_MAX_BLOCKS, new Uint8Array(count * this.cap.blockSize), cpu);
+    }
+    return this.readChunks(lba, count, cpu);
+  }
+
+  private async readChunks(lba: bigint | number, count: number, cpu: number): Promise<Uint8Array> {
     const first = this.checkRange("read", lba, count);
     const bs = this.cap.blockSize;
     const out = new Uint8Array(count * bs);
@@ -241,8 +274,20 @@ export class ScsiDisk {
   }
 
   /** Writes `data` (a whole number of blocks) at `lba`. */
-  async write(lba: bigint | number, data: Uint8Array): Promise<void> {
+  write(lba: bigint | number, data: Uint8Array): Promise<void> {
     const cpu = issuingCpu();
+    const submit = this.host.submitWrite;
+    const bs = this.cap.blockSize;
+    if (submit !== undefined && typeof lba === "number" && data.length % bs === 0) {
+      const count = data.length / bs;
+      if (this.fits(lba, count) && this.slots.tryAcquire()) {
+        return submit.call(this.host, this, lba, count, this.use16 || count > RW10_MAX_BLOCKS, data, cpu);
+      }
+    }
+    return this.writeChunks(lba, data, cpu);
+  }
+
+  private async writeChunks(lba: bigint | number, data: Uint8Array, cpu: number): Promise<void> {
     const bs = this.cap.blockSize;
     if (data.length % bs !== 0) {
       throw new InvalidArgumentError(`${this.name} write data.length`, data.length, `must be a multiple of the block size ${bs}`);
@@ -305,7 +350,13 @@ export class ScsiDisk {
   updateCapacity(c: ScsiDiskCapacity): boolean {
     const changed = c.capacityBlocks !== this.cap.capacityBlocks || c.blockSize !== this.cap.blockSize;
     this.cap = c;
+    this.cacheCapacity();
     return changed;
+  }
+
+  /** @internal The controller is done with a command of the fast path: its queue slot is free. */
+  releaseSlot(): void {
+    this.slots.release();
   }
 
   /**
@@ -354,6 +405,23 @@ export class ScsiDisk {
       );
     }
     return first;
+  }
+
+  private cacheCapacity(): void {
+    this.capBlocks = Number(this.cap.capacityBlocks);
+    this.use16 = this.cap.capacityBlocks > BigInt(U32_MAX);
+  }
+
+  /**
+   * True when a present disk can take [lba, lba + count) as ONE command:
+   * valid numbers (`checkRange` would accept them), at least one block,
+   * inside the capacity, no more than `chunks` puts in one command.
+   */
+  private fits(lba: number, count: number): boolean {
+    if (this.goneKind !== null || !Number.isSafeInteger(lba) || lba < 0 || !Number.isSafeInteger(count) || count <= 0) return false;
+    const end = lba + count;
+    if (end > Number.MAX_SAFE_INTEGER || end > this.capBlocks) return false;
+    return count <= Math.max(1, Math.floor(this.host.maxTransferBytes / this.cap.blockSize));
   }
 
   /** Splits [first, first+count) into commands of at most max_transfer_bytes. */

@@ -28,6 +28,13 @@
  * that would have reused the id. The price: a host that never answers leaks
  * ids; once a channel has none left its commands wait (and time out) until
  * remove() closes the channel.
+ *
+ * Per-command state lives in reusable slots (`SrbSlot`, Linux's
+ * `storvsc_cmd_request`): packet buffer, GPA range, timeout timer. A disk
+ * read or write that is one command takes a fast path (`submitRead`,
+ * `submitWrite`) that builds and reads the packets in place; it keeps the
+ * general path's timing to the microtask turn (see `step`), so the two
+ * paths can be mixed without changing the order of anything on the wire.
  */
 import { inject, injectable } from "tsyringe";
 import {
@@ -42,11 +49,12 @@ import {
   VM_PKT_DATA_INBAND,
   VmbusSimError,
   type Completion,
-  type EventHandle,
+  type GpaRange,
   type GuestChannel,
   type GuestMemory,
   type IncomingPacket,
   type Simulation,
+  type Timer,
   type VmContext,
   type VmbusDevice,
   type VmbusDriver,
@@ -54,6 +62,8 @@ import {
 import {
   RECOVERED_ERROR,
   NO_SENSE,
+  READ_10,
+  READ_16,
   READ_TYPE,
   REPORT_LUNS_HEADER_LENGTH,
   SCSI_STATUS_CHECK_CONDITION,
@@ -68,7 +78,9 @@ import {
   TYPE_DISK,
   PERIPHERAL_QUALIFIER_CONNECTED,
   UNKNOWN_TYPE,
+  VMSCSI_REQUEST_LAYOUT,
   VMSTOR_PROTO_VERSION_WIN8,
+  VSTOR_CDB_OFFSET,
   VSTOR_OPERATION_BEGIN_INITIALIZATION,
   VSTOR_OPERATION_COMPLETE_IO,
   VSTOR_OPERATION_CREATE_SUB_CHANNELS,
@@ -84,10 +96,15 @@ import {
   buildInquiryCdb,
   buildReadCapacity10Cdb,
   buildReadCapacity16Cdb,
+  WRITE_10,
+  WRITE_16,
+  WRITE_TYPE,
   buildReportLunsCdb,
   decodeVstorPacket,
   encodeVstorPacket,
+  encodeVstorPacketInto,
   formatVmstorVersion,
+  isPlainSrbCompletion,
   makeExecuteSrbPacket,
   makeVstorRequestPacket,
   parseReadCapacity10Data,
@@ -95,8 +112,11 @@ import {
   parseReportLunsData,
   parseSenseData,
   parseStandardInquiryData,
+  readU32,
   srbSenseData,
   srbStatusCode,
+  vstorPacketSize,
+  writeExecuteSrbPacket,
   type SenseData,
   type VmscsiRequest,
   type VmstorageChannelProperties,
@@ -123,6 +143,7 @@ import {
 import {
   IllegalRequestError,
   ScsiSenseError,
+  ShortTransferError,
   SrbStatusError,
   StorvscRemovedError,
   StorvscTimeoutError,
@@ -174,17 +195,6 @@ export class StorvscStats {
   unitAttentionRetries = 0;
 }
 
-/** A command on its way: queued for a request id, sent, or done. */
-interface PendingSrb {
-  readonly req: ScsiRequest;
-  readonly ctx: ScsiCommandContext;
-  readonly channel: GuestChannel;
-  readonly resolve: (r: SrbCompletion) => void;
-  readonly reject: (e: unknown) => void;
-  timer: EventHandle | null;
-  phase: "queued" | "sent" | "done";
-}
-
 /** A decoded EXECUTE_SRB completion. */
 interface SrbCompletion {
   readonly srb: VmscsiRequest;
@@ -192,6 +202,111 @@ interface SrbCompletion {
   readonly ntStatus: number;
   readonly transferred: number;
   readonly data: Uint8Array;
+}
+
+/** What a slot's completion is for: `runScsi`'s `executeSrb`, or a disk read / write of the fast path. */
+const MODE_COMMAND = 0;
+const MODE_READ = 1;
+const MODE_WRITE = 2;
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const NO_PFNS: readonly number[] = [];
+const SRB_STATUS_OFFSET = VMSCSI_REQUEST_LAYOUT.srb_status.offset;
+const SCSI_STATUS_OFFSET = VMSCSI_REQUEST_LAYOUT.scsi_status.offset;
+const DATA_TRANSFER_LENGTH_OFFSET = VMSCSI_REQUEST_LAYOUT.data_transfer_length.offset;
+
+/**
+ * One SCSI command on its way — Linux's `struct storvsc_cmd_request`. The
+ * driver keeps finished slots on a free list, so the packet buffer, the GPA
+ * range, the timeout timer and the callbacks given to promises are made
+ * once per slot, not once per I/O.
+ *
+ * Ownership: a slot belongs to its command from `takeSlot` until (a) the
+ * channel is done with it — the completion or failure of its request,
+ * even when the caller already gave up on a timeout: the host may still
+ * write into its pages and its request id stays reserved — and (b) its
+ * caller was answered (or the answer handed to the general path). Only
+ * then does `recycle` put it back; nothing may keep a reference to it.
+ */
+class SrbSlot {
+  mode = MODE_COMMAND;
+  phase: "idle" | "queued" | "sent" | "done" = "idle";
+  channel: GuestChannel | null = null;
+  cpu = 0;
+  pathId = 0;
+  targetId = 0;
+  lun = 0;
+  /** The CDB of a disk I/O; `cdbLength` bytes of it count. */
+  readonly cdb = new Uint8Array(16);
+  cdbLength = 0;
+  dataIn = UNKNOWN_TYPE;
+  length = 0;
+  /** First LBA and block count of a disk I/O. */
+  lba = 0;
+  blocks = 0;
+  /** `runScsi`'s request (MODE_COMMAND). */
+  req: ScsiRequest | null = null;
+  /** Data to send (the caller's; copied into the pages when sent). */
+  dataOut: Uint8Array | null = null;
+  /** A disk I/O: its disk and, for a read, the caller's result buffer. */
+  disk: ScsiDisk | null = null;
+  out: Uint8Array | null = null;
+  /** Guest pages of the data buffer while the host may use them. */
+  pfns: number[] | null = null;
+  /** The vstor_packet as sent (`vstorPacketSize` of the protocol). */
+  packet = new Uint8Array(0);
+  packetView = new DataView(this.packet.buffer);
+  readonly range: { byteCount: number; byteOffset: number; pfns: readonly number[] } = { byteCount: 0, byteOffset: 0, pfns: NO_PFNS };
+  readonly ranges: readonly GpaRange[] = [this.range];
+  /** A disk I/O that completed with plain success: the turns of `step` still owe its caller the answer. */
+  answerPending = false;
+  /** Which turn after the completion `step` is at. */
+  stage = 0;
+  transferred = 0;
+  error: unknown = null;
+  resolveCommand: ((c: SrbCompletion) => void) | null = null;
+  resolveRead: ((data: Uint8Array) => void) | null = null;
+  resolveWrite: (() => void) | null = null;
+  reject: ((e: unknown) => void) | null = null;
+
+  // Made once per slot by the driver (`takeSlot`).
+  timer!: Timer;
+  start!: () => void;
+  onCompleted!: (c: Completion) => void;
+  onFailed!: (e: unknown) => void;
+  step!: () => void;
+  readonly executeCommand = (resolve: (c: SrbCompletion) => void, reject: (e: unknown) => void): void => {
+    this.resolveCommand = resolve;
+    this.reject = reject;
+  };
+  readonly executeRead = (resolve: (data: Uint8Array) => void, reject: (e: unknown) => void): void => {
+    this.resolveRead = resolve;
+    this.reject = reject;
+  };
+  readonly executeWrite = (resolve: () => void, reject: (e: unknown) => void): void => {
+    this.resolveWrite = resolve;
+    this.reject = reject;
+  };
+
+  reset(): void {
+    this.mode = MODE_COMMAND;
+    this.phase = "idle";
+    this.channel = null;
+    this.req = null;
+    this.dataOut = null;
+    this.disk = null;
+    this.out = null;
+    this.pfns = null;
+    this.range.pfns = NO_PFNS;
+    this.answerPending = false;
+    this.stage = 0;
+    this.transferred = 0;
+    this.error = null;
+    this.resolveCommand = null;
+    this.resolveRead = null;
+    this.resolveWrite = null;
+    this.reject = null;
+  }
 }
 
 interface FoundLun {
@@ -223,8 +338,11 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
 
   private readonly diskMap = new Map<string, ScsiDisk>();
   private readonly listeners = new Set<RescanListener>();
-  private readonly waiting = new Map<GuestChannel, PendingSrb[]>();
-  private readonly live = new Set<PendingSrb>();
+  /** Commands waiting for a request id, per channel, in order. */
+  private readonly waiting = new Map<GuestChannel, SrbSlot[]>();
+  /** Commands queued or sent and not yet completed, failed or timed out. */
+  private liveCount = 0;
+  private readonly freeSlots: SrbSlot[] = [];
   private channelMap: StorChannelMap<GuestChannel> | null = null;
   private removedReason: string | null = null;
   private readyResolve: (() => void) | null = null;
@@ -271,7 +389,7 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
 
   /** Commands queued or outstanding (not yet completed, failed or timed out). */
   get outstandingCommands(): number {
-    return this.live.size;
+    return this.liveCount;
   }
 
   /** True once `remove` ran (or the probe failed). */
@@ -497,9 +615,19 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
    * `storvsc_device_scan`). INVALID_LUN schedules a rescan that drops the
    * LUN (Linux `storvsc_remove_lun`).
    */
-  async runScsi(req: ScsiRequest): Promise<ScsiResult> {
+  runScsi(req: ScsiRequest): Promise<ScsiResult> {
+    return this.runScsiFrom(req, null);
+  }
+
+  /**
+   * `runScsi`, optionally picking up a command whose first attempt has
+   * already settled (`first`: a disk I/O of the fast path that did not end
+   * in plain success) — it is awaited where the first `executeSrb` would
+   * be, so what follows happens exactly as for any other command.
+   */
+  private async runScsiFrom(req: ScsiRequest, first: Promise<SrbCompletion> | null): Promise<ScsiResult> {
     for (let attempt = 0; ; attempt++) {
-      const c = await this.executeSrb(req);
+      const c = attempt === 0 && first !== null ? await first : await this.executeSrb(req);
       const error = this.completionError(req, c);
       if (error === null) return { transferred: c.transferred, data: c.data };
       if (error instanceof UnitAttentionError && attempt < SD_MAX_RETRIES) {
@@ -548,33 +676,120 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
    * sends, and arms the request timeout (it covers the wait too).
    */
   private executeSrb(req: ScsiRequest): Promise<SrbCompletion> {
-    const ctx = commandContext(this.controllerName, req);
-    if (this.removedReason !== null) return Promise.reject(new StorvscRemovedError(describe(ctx), this.controllerName, this.removedReason));
+    const s = this.takeSlot();
+    s.mode = MODE_COMMAND;
+    s.req = req;
+    s.cpu = req.cpu;
+    s.pathId = req.pathId;
+    s.targetId = req.targetId;
+    s.lun = req.lun;
+    s.dataIn = req.dataIn;
+    s.length = req.length;
+    s.dataOut = req.dataOut ?? null;
+    const p = new Promise<SrbCompletion>(s.executeCommand);
+    this.start(s);
+    return p;
+  }
+
+  /**
+   * The fast path of a disk read of one command (`ScsiDisk` has checked the
+   * range and taken one of its queue slots): the same command, packet,
+   * pages, timeout and answer as `runScsi` through the disk's general path,
+   * without the objects. The work starts one microtask turn later, where the
+   * general path's `await` of its queue slot resumes — out of the issuing
+   * vCPU's handler, as there, so the signal to the host is made the same way
+   * — and every later step happens in the same turn as there (see `step`),
+   * so I/Os of both paths that complete together keep their order.
+   * @internal
+   */
+  submitRead(disk: ScsiDisk, lba: number, blocks: number, cdb16: boolean, out: Uint8Array, cpu: number): Promise<Uint8Array> {
+    const s = this.prepareBlockIo(disk, false, lba, blocks, cdb16, out.length, cpu);
+    s.out = out;
+    const p = new Promise<Uint8Array>(s.executeRead);
+    void RESOLVED.then(s.start);
+    return p;
+  }
+
+  /** `submitRead` for a write of `data` (copied into the pages when the command is sent). @internal */
+  submitWrite(disk: ScsiDisk, lba: number, blocks: number, cdb16: boolean, data: Uint8Array, cpu: number): Promise<void> {
+    const s = this.prepareBlockIo(disk, true, lba, blocks, cdb16, data.length, cpu);
+    s.dataOut = data;
+    const p = new Promise<void>(s.executeWrite);
+    void RESOLVED.then(s.start);
+    return p;
+  }
+
+  /** A slot holding READ/WRITE(10) or (16) of `blocks` at `lba` (what the disk's `buildReadCdb` / `buildWriteCdb` give). */
+  private prepareBlockIo(disk: ScsiDisk, write: boolean, lba: number, blocks: number, cdb16: boolean, length: number, cpu: number): SrbSlot {
+    const s = this.takeSlot();
+    s.mode = write ? MODE_WRITE : MODE_READ;
+    s.disk = disk;
+    s.cpu = cpu;
+    s.pathId = disk.pathId;
+    s.targetId = disk.targetId;
+    s.lun = disk.lun;
+    s.dataIn = write ? WRITE_TYPE : READ_TYPE;
+    s.length = length;
+    s.lba = lba;
+    s.blocks = blocks;
+    const cdb = s.cdb;
+    cdb.fill(0);
+    if (cdb16) {
+      s.cdbLength = 16;
+      cdb[0] = write ? WRITE_16 : READ_16;
+      putU32be(cdb, 2, Math.floor(lba / 2 ** 32));
+      putU32be(cdb, 6, lba >>> 0);
+      putU32be(cdb, 10, blocks);
+    } else {
+      s.cdbLength = 10;
+      cdb[0] = write ? WRITE_10 : READ_10;
+      putU32be(cdb, 2, lba);
+      cdb[7] = blocks >>> 8;
+      cdb[8] = blocks & 0xff;
+    }
+    return s;
+  }
+
+  /** The rest of `executeSrb` (for a disk I/O, one turn after `submitRead` / `submitWrite`). */
+  private start(s: SrbSlot): void {
+    if (this.removedReason !== null) {
+      this.answerEarly(s, new StorvscRemovedError(describe(this.contextOf(s)), this.controllerName, this.removedReason));
+      return;
+    }
     const map = this.channelMap;
     if (map === null || this.protocolVersion === 0) {
-      return Promise.reject(new StorvscRemovedError(describe(ctx), this.controllerName, "the channel is not initialized"));
+      this.answerEarly(s, new StorvscRemovedError(describe(this.contextOf(s)), this.controllerName, "the channel is not initialized"));
+      return;
     }
-    const channel = map.choose(req.cpu);
-    return new Promise<SrbCompletion>((resolve, reject) => {
-      const p: PendingSrb = { req, ctx, channel, resolve, reject, timer: null, phase: "queued" };
-      this.live.add(p);
-      p.timer = this.sim.scheduler.schedule(this.config.requestTimeoutNs, () => this.onTimeout(p), `${this.controllerName} ${describe(ctx)} timeout`);
-      const queue = this.waiting.get(channel) ?? [];
-      if (queue.length > 0 || channel.outstanding >= this.config.requestsPerChannel) {
-        this.stats.commandsQueued++;
-        queue.push(p);
+    const channel = map.choose(s.cpu);
+    s.channel = channel;
+    s.phase = "queued";
+    this.liveCount++;
+    s.timer.arm(this.config.requestTimeoutNs);
+    let queue = this.waiting.get(channel);
+    if ((queue !== undefined && queue.length > 0) || channel.outstanding >= this.config.requestsPerChannel) {
+      this.stats.commandsQueued++;
+      if (queue === undefined) {
+        queue = [];
         this.waiting.set(channel, queue);
-        return;
       }
-      this.send(p);
-    });
+      queue.push(s);
+      return;
+    }
+    this.send(s);
+  }
+
+  /** A command that failed before it was queued or sent: answered, and its slot is free again. */
+  private answerEarly(s: SrbSlot, e: unknown): void {
+    this.answerFailure(s, e);
+    this.recycle(s);
   }
 
   /** Sends queued commands of `ch` while it has free request ids. */
   private pump(ch: GuestChannel): void {
     const queue = this.waiting.get(ch);
     while (queue !== undefined && queue.length > 0 && ch.outstanding < this.config.requestsPerChannel) {
-      this.send(queue.shift() as PendingSrb);
+      this.send(queue.shift() as SrbSlot);
     }
   }
 
@@ -585,16 +800,50 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
    * `storvsc_queuecommand` builds its `vmbus_packet_mpb_array`); without,
    * an inband packet. The pages are freed when the completion arrives —
    * late or not — or the channel closes, never earlier: the host may write
-   * into them until it answers.
+   * into them until it answers. The packet and the range live in the slot,
+   * which is not reused before then either: a packet waiting for ring space
+   * is written from them later.
    */
-  private send(p: PendingSrb): void {
-    const { req, channel } = p;
-    p.phase = "sent";
+  private send(s: SrbSlot): void {
+    const channel = s.channel as GuestChannel;
+    s.phase = "sent";
     let pfns: number[] | null = null;
     let sent: Promise<Completion>;
     try {
+      const bytes = this.encodeSrb(s);
+      if (s.length > 0) {
+        pfns = this.memory.allocScattered(Math.ceil(s.length / PAGE_SIZE));
+        if (s.dataOut !== null) copyToPages(this.memory, pfns, s.dataOut, s.length);
+        s.range.byteCount = s.length;
+        s.range.pfns = pfns;
+        sent = channel.sendPacketMpbDesc(s.ranges, bytes);
+      } else {
+        sent = channel.sendRequest(bytes);
+      }
+    } catch (e) {
+      if (pfns !== null) this.memory.free(pfns);
+      this.fail(s, e);
+      this.recycle(s);
+      return;
+    }
+    s.pfns = pfns;
+    this.stats.commandsSent++;
+    // Both handlers catch everything: the derived promise never rejects.
+    void sent.then(s.onCompleted, s.onFailed);
+  }
+
+  /** The slot's packet for the negotiated version, holding this command. */
+  private encodeSrb(s: SrbSlot): Uint8Array {
+    const version = this.protocolVersion;
+    const size = vstorPacketSize(version);
+    if (s.packet.length !== size) {
+      s.packet = new Uint8Array(size);
+      s.packetView = new DataView(s.packet.buffer);
+    }
+    if (s.req !== null) {
+      const req = s.req;
       const packet = makeExecuteSrbPacket({
-        protocolVersion: this.protocolVersion,
+        protocolVersion: version,
         cdb: req.cdb,
         dataIn: req.dataIn,
         dataTransferLength: req.length,
@@ -602,92 +851,263 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
         targetId: req.targetId,
         lun: req.lun,
       });
-      const bytes = encodeVstorPacket(packet, this.protocolVersion);
-      if (req.length > 0) {
-        pfns = this.memory.allocScattered(Math.ceil(req.length / PAGE_SIZE));
-        if (req.dataOut !== undefined) copyToPages(this.memory, pfns, req.dataOut, req.length);
-        sent = channel.sendPacketMpbDesc([{ byteCount: req.length, byteOffset: 0, pfns }], bytes);
-      } else {
-        sent = channel.sendRequest(bytes);
-      }
-    } catch (e) {
-      if (pfns !== null) this.memory.free(pfns);
-      this.fail(p, e);
-      return;
+      encodeVstorPacketInto(packet, version, s.packet, 0);
+    } else {
+      const packet = s.packet;
+      writeExecuteSrbPacket(packet, s.packetView, version, s.cdbLength, s.dataIn, s.length, s.pathId, s.targetId, s.lun);
+      for (let i = 0; i < s.cdbLength; i++) packet[VSTOR_CDB_OFFSET + i] = s.cdb[i] as number;
     }
-    this.stats.commandsSent++;
-    const buffer = pfns;
-    sent
-      .then(
-        (c) => this.onCompletion(p, c, buffer),
-        (e: unknown) => this.fail(p, e),
-      )
-      .finally(() => {
-        if (buffer !== null) this.memory.free(buffer);
-        this.pump(channel);
-      })
-      .catch((e: unknown) => this.sim.scheduler.reportError(`${this.controllerName} completion of ${describe(p.ctx)}`, e));
+    return s.packet;
   }
 
-  /** Decodes the COMPLETE_IO of `p` (copying read data out of its pages first). */
-  private onCompletion(p: PendingSrb, c: Completion, pfns: number[] | null): void {
-    if (p.phase === "done") {
-      // Its caller already got a timeout; the id was kept for exactly this packet.
-      this.stats.lateCompletions++;
-      return;
-    }
+  /**
+   * The host's COMPLETE_IO of `s` (a microtask turn after the channel got
+   * it). A disk I/O answered with plain success is finished here and in
+   * `step`; everything else is decoded the full way, into what `runScsi`
+   * works with.
+   */
+  private onCompleted(s: SrbSlot, c: Completion): void {
     try {
-      const reply = decodeVstorPacket(c.data, {
-        protocolVersion: this.protocolVersion,
-        sender: "host",
-        completes: VSTOR_OPERATION_EXECUTE_SRB,
-        requestDataTransferLength: p.req.length,
-      });
-      if (reply.operation !== VSTOR_OPERATION_COMPLETE_IO || reply.payload.kind !== "srb") {
-        throw new ProtocolError("VSTOR EXECUTE_SRB completion", "operation", `${reply.operation} (${VSTOR_OPERATION_NAMES.get(reply.operation) ?? "?"})`, "is not COMPLETE_IO (1)");
+      if (s.phase === "done") {
+        // Its caller already got a timeout; the id was kept for exactly this packet.
+        this.stats.lateCompletions++;
+      } else if (s.mode !== MODE_COMMAND && this.finishPlain(s, c.data)) {
+        s.answerPending = true;
+      } else {
+        let first: SrbCompletion | null = null;
+        try {
+          first = this.decodeCompletion(s, c.data);
+        } catch (e) {
+          this.fail(s, e);
+        }
+        if (first !== null) {
+          this.settle(s, false);
+          if (s.mode === MODE_COMMAND) (s.resolveCommand as (c: SrbCompletion) => void)(first);
+          else this.continueBlockIo(s, Promise.resolve(first));
+        }
       }
-      const srb = reply.payload.srb;
-      const code = srbStatusCode(srb.srbStatus);
-      // Linux: on errors other than DATA_OVERRUN the transfer length is 0.
-      const transferred = code === SRB_STATUS_SUCCESS || code === SRB_STATUS_DATA_OVERRUN ? Math.min(srb.dataTransferLength, p.req.length) : 0;
-      const data = p.req.dataIn === READ_TYPE && pfns !== null ? copyFromPages(this.memory, pfns, transferred) : new Uint8Array(0);
-      this.settle(p);
-      p.resolve({ srb, ntStatus: reply.status, transferred, data });
     } catch (e) {
-      this.fail(p, e);
+      this.sim.scheduler.reportError(`${this.controllerName} completion of ${describe(this.contextOf(s))}`, e);
     }
+    s.stage = 1;
+    void RESOLVED.then(s.step);
   }
 
-  private onTimeout(p: PendingSrb): void {
-    if (p.phase === "done") return;
-    const phase = p.phase;
+  /** The request of `s` failed in the channel (closed, rescinded, never written). */
+  private onFailed(s: SrbSlot, e: unknown): void {
+    this.fail(s, e);
+    s.stage = 1;
+    void RESOLVED.then(s.step);
+  }
+
+  /**
+   * The turns after a completion, one per call, as the general path takes
+   * them: pages freed and the channel's queue pumped (turn 2, the
+   * `finally` of a send), the disk's queue slot released (3), the short
+   * transfer found (4), the caller answered (6, where the general path's
+   * `read` / `write` returns). A slot with no caller left to answer goes
+   * back to the free list after turn 2.
+   */
+  private step(s: SrbSlot): void {
+    try {
+      s.stage++;
+      if (s.stage === 2) {
+        const pfns = s.pfns;
+        s.pfns = null;
+        if (pfns !== null) this.memory.free(pfns);
+        if (s.channel !== null) this.pump(s.channel);
+        if (!s.answerPending) {
+          this.recycle(s);
+          return;
+        }
+      } else if (s.stage === 3) {
+        (s.disk as ScsiDisk).releaseSlot();
+      } else if (s.stage === 4) {
+        if (s.transferred < s.length) {
+          s.error = new ShortTransferError(this.contextOf(s), s.length, s.transferred);
+        }
+      } else if (s.stage === 6) {
+        const { mode, out, error, resolveRead, resolveWrite, reject } = s;
+        this.recycle(s);
+        if (error !== null) (reject as (e: unknown) => void)(error);
+        else if (mode === MODE_READ) (resolveRead as (data: Uint8Array) => void)(out as Uint8Array);
+        else (resolveWrite as () => void)();
+        return;
+      }
+    } catch (e) {
+      this.sim.scheduler.reportError(`${this.controllerName} completion of ${describe(this.contextOf(s))}`, e);
+      return;
+    }
+    void RESOLVED.then(s.step);
+  }
+
+  /**
+   * A disk I/O's completion read in place: true when it is a COMPLETE_IO
+   * that decodes and completes the command without error (SUCCESS or
+   * DATA_OVERRUN, GOOD) — then the read data is copied to the caller's
+   * buffer and the command settled. False (nothing changed) otherwise.
+   */
+  private finishPlain(s: SrbSlot, bytes: Uint8Array): boolean {
+    if (!isPlainSrbCompletion(bytes, this.protocolVersion, s.length)) return false;
+    const code = srbStatusCode(bytes[SRB_STATUS_OFFSET] as number);
+    if ((code !== SRB_STATUS_SUCCESS && code !== SRB_STATUS_DATA_OVERRUN) || bytes[SCSI_STATUS_OFFSET] !== SCSI_STATUS_GOOD) return false;
+    // Linux: on errors other than DATA_OVERRUN the transfer length is 0.
+    const transferred = Math.min(readU32(bytes, DATA_TRANSFER_LENGTH_OFFSET), s.length);
+    s.transferred = transferred;
+    if (s.out !== null && s.pfns !== null && transferred === s.length) copyFromPagesInto(this.memory, s.pfns, s.out, transferred);
+    this.settle(s, false);
+    return true;
+  }
+
+  /** The general decode of a completion (old `onCompletion`), for anything `finishPlain` does not take. */
+  private decodeCompletion(s: SrbSlot, bytes: Uint8Array): SrbCompletion {
+    const reply = decodeVstorPacket(bytes, {
+      protocolVersion: this.protocolVersion,
+      sender: "host",
+      completes: VSTOR_OPERATION_EXECUTE_SRB,
+      requestDataTransferLength: s.length,
+    });
+    if (reply.operation !== VSTOR_OPERATION_COMPLETE_IO || reply.payload.kind !== "srb") {
+      throw new ProtocolError("VSTOR EXECUTE_SRB completion", "operation", `${reply.operation} (${VSTOR_OPERATION_NAMES.get(reply.operation) ?? "?"})`, "is not COMPLETE_IO (1)");
+    }
+    const srb = reply.payload.srb;
+    const code = srbStatusCode(srb.srbStatus);
+    // Linux: on errors other than DATA_OVERRUN the transfer length is 0.
+    const transferred = code === SRB_STATUS_SUCCESS || code === SRB_STATUS_DATA_OVERRUN ? Math.min(srb.dataTransferLength, s.length) : 0;
+    const data = s.dataIn === READ_TYPE && s.pfns !== null ? copyFromPages(this.memory, s.pfns, transferred) : new Uint8Array(0);
+    return { srb, ntStatus: reply.status, transferred, data };
+  }
+
+  /**
+   * A disk I/O of the fast path whose first attempt did not end in plain
+   * success (an error, sense, a timeout, removal): from here on it is the
+   * general path — `runScsi`'s retries, the disk's queue slot, the short
+   * transfer check, the caller's answer — with the same awaits, so the
+   * caller hears in the same turn as there. The slot keeps only its duty
+   * to the channel.
+   */
+  private continueBlockIo(s: SrbSlot, first: Promise<SrbCompletion>): void {
+    const disk = s.disk as ScsiDisk;
+    const req = this.requestOf(s);
+    const out = s.out;
+    const length = s.length;
+    const answer = this.answerOf(s);
+    const reject = s.reject as (e: unknown) => void;
+    s.answerPending = false;
+    s.resolveRead = null;
+    s.resolveWrite = null;
+    s.reject = null;
+    const run = (async (): Promise<ScsiResult> => {
+      try {
+        return await this.runScsiFrom(req, first);
+      } finally {
+        disk.releaseSlot();
+      }
+    })();
+    const chunk = (async (): Promise<void> => {
+      const r = await run;
+      if (r.transferred < length) throw new ShortTransferError(commandContext(this.controllerName, req), length, r.transferred);
+      if (out !== null) out.set(r.data, 0);
+    })();
+    Promise.all([chunk]).then(answer, reject);
+  }
+
+  /** The success answer of a disk I/O: the read data, or nothing for a write. */
+  private answerOf(s: SrbSlot): () => void {
+    if (s.mode === MODE_READ) {
+      const resolve = s.resolveRead as (data: Uint8Array) => void;
+      const out = s.out as Uint8Array;
+      return () => resolve(out);
+    }
+    const resolve = s.resolveWrite as () => void;
+    return () => resolve();
+  }
+
+  private onTimeout(s: SrbSlot): void {
+    if (s.phase === "done") return;
+    const phase = s.phase === "queued" ? "queued" : "sent";
+    const channel = s.channel as GuestChannel;
     if (phase === "queued") {
-      const q = this.waiting.get(p.channel);
-      const i = q?.indexOf(p) ?? -1;
+      const q = this.waiting.get(channel);
+      const i = q?.indexOf(s) ?? -1;
       if (q !== undefined && i >= 0) q.splice(i, 1);
     }
-    p.timer = null;
-    this.settle(p);
+    this.settle(s, true);
     this.stats.timeouts++;
-    p.reject(new StorvscTimeoutError(describe(p.ctx), p.channel.name, this.config.requestTimeoutNs, phase));
+    this.answerFailure(s, new StorvscTimeoutError(describe(this.contextOf(s)), channel.name, this.config.requestTimeoutNs, phase));
+    // Never sent: nothing of the channel's refers to the slot.
+    if (phase === "queued") this.recycle(s);
   }
 
-  /** Fails `p` (once); after remove, with a StorvscRemovedError naming the command. */
-  private fail(p: PendingSrb, e: unknown): void {
-    if (p.phase === "done") return;
-    this.settle(p);
+  /** Fails `s` (once); after remove, with a StorvscRemovedError naming the command. */
+  private fail(s: SrbSlot, e: unknown): void {
+    if (s.phase === "done") return;
+    this.settle(s, false);
     if (this.removedReason !== null) {
-      p.reject(new StorvscRemovedError(describe(p.ctx), this.controllerName, `${this.removedReason} (${e instanceof Error ? e.message : String(e)})`));
+      this.answerFailure(s, new StorvscRemovedError(describe(this.contextOf(s)), this.controllerName, `${this.removedReason} (${e instanceof Error ? e.message : String(e)})`));
     } else {
-      p.reject(e);
+      this.answerFailure(s, e);
     }
   }
 
-  private settle(p: PendingSrb): void {
-    p.phase = "done";
-    p.timer?.cancel();
-    p.timer = null;
-    this.live.delete(p);
+  /** The caller of `s` learns that the command failed with `e` (a disk I/O through `runScsi`'s error handling). */
+  private answerFailure(s: SrbSlot, e: unknown): void {
+    if (s.mode === MODE_COMMAND) {
+      const reject = s.reject as (e: unknown) => void;
+      s.resolveCommand = null;
+      s.reject = null;
+      reject(e);
+    } else {
+      this.continueBlockIo(s, Promise.reject(e));
+    }
+  }
+
+  private settle(s: SrbSlot, timerFired: boolean): void {
+    // "queued"/"sent" → "done"; a slot that never got that far was never counted.
+    if (s.phase === "queued" || s.phase === "sent") this.liveCount--;
+    s.phase = "done";
+    if (!timerFired) s.timer.cancel();
+  }
+
+  /** A free slot (Linux keeps one `storvsc_cmd_request` per SCSI command the same way). */
+  private takeSlot(): SrbSlot {
+    const s = this.freeSlots.pop();
+    if (s !== undefined) return s;
+    const n = new SrbSlot();
+    n.timer = this.sim.scheduler.timer(`${this.controllerName} SCSI command timeout`, () => this.onTimeout(n));
+    n.start = () => this.start(n);
+    n.onCompleted = (c) => this.onCompleted(n, c);
+    n.onFailed = (e) => this.onFailed(n, e);
+    n.step = () => this.step(n);
+    return n;
+  }
+
+  private recycle(s: SrbSlot): void {
+    s.reset();
+    this.freeSlots.push(s);
+  }
+
+  /** The request a slot stands for, as `runScsi` takes it (for the general path and for errors). */
+  private requestOf(s: SrbSlot): ScsiRequest {
+    if (s.req !== null) return s.req;
+    return {
+      pathId: s.pathId,
+      targetId: s.targetId,
+      lun: s.lun,
+      cdb: s.cdb.slice(0, s.cdbLength),
+      dataIn: s.dataIn,
+      length: s.length,
+      ...(s.dataOut !== null ? { dataOut: s.dataOut } : {}),
+      cpu: s.cpu,
+      lba: BigInt(s.lba),
+      blocks: s.blocks,
+      rescanOnUnitAttention: true,
+    };
+  }
+
+  /** What names the command of `s` in messages; built only when one is needed. */
+  private contextOf(s: SrbSlot): ScsiCommandContext {
+    return commandContext(this.controllerName, this.requestOf(s));
   }
 
   /**
@@ -701,7 +1121,11 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
     this.channel.onSubchannel = null;
     this.readyResolve?.();
     for (const queue of this.waiting.values()) {
-      for (const p of queue.splice(0)) this.fail(p, new StorvscRemovedError(describe(p.ctx), this.controllerName, reason));
+      for (const s of queue.splice(0)) {
+        this.fail(s, new StorvscRemovedError(describe(this.contextOf(s)), this.controllerName, reason));
+        // Never sent: nothing of the channel's refers to the slot.
+        this.recycle(s);
+      }
     }
     for (const d of this.diskMap.values()) d.markGone("controller");
     const primary = this.channel;
@@ -903,19 +1327,36 @@ function describe(ctx: ScsiCommandContext): string {
 
 /** Copies `length` bytes of `src` into the pages (in list order). */
 function copyToPages(mem: GuestMemory, pfns: readonly number[], src: Uint8Array, length: number): void {
+  if (length === src.length && length <= PAGE_SIZE) {
+    mem.u8.set(src, (pfns[0] as number) * PAGE_SIZE);
+    return;
+  }
   for (let off = 0, i = 0; off < length; off += PAGE_SIZE, i++) {
     const n = Math.min(PAGE_SIZE, length - off);
     mem.u8.set(src.subarray(off, off + n), (pfns[i] as number) * PAGE_SIZE);
   }
 }
 
-/** A copy of the first `length` bytes of the pages. */
-function copyFromPages(mem: GuestMemory, pfns: readonly number[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
+/** Copies the first `length` bytes of the pages into `out` (from its start). */
+function copyFromPagesInto(mem: GuestMemory, pfns: readonly number[], out: Uint8Array, length: number): void {
+  const u8 = mem.u8;
   for (let off = 0, i = 0; off < length; off += PAGE_SIZE, i++) {
     const n = Math.min(PAGE_SIZE, length - off);
     const at = (pfns[i] as number) * PAGE_SIZE;
-    out.set(mem.u8.subarray(at, at + n), off);
+    out.set(u8.subarray(at, at + n), off);
   }
+}
+
+function putU32be(b: Uint8Array, offset: number, v: number): void {
+  b[offset] = v >>> 24;
+  b[offset + 1] = (v >>> 16) & 0xff;
+  b[offset + 2] = (v >>> 8) & 0xff;
+  b[offset + 3] = v & 0xff;
+}
+
+/** A copy of the first `length` bytes of the pages. */
+function copyFromPages(mem: GuestMemory, pfns: readonly number[], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  copyFromPagesInto(mem, pfns, out, length);
   return out;
 }

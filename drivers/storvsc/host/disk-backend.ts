@@ -41,6 +41,15 @@ export interface DiskBackend {
 
 export type DiskOp = "read" | "write" | "flush" | "unmap";
 
+/**
+ * A bounds-checked window onto the guest's data buffer (core's `PagedView`
+ * fits): what a backend's direct transfer reads from and writes into.
+ */
+export interface GuestBufferView {
+  write(offset: number, src: Uint8Array, srcOffset: number, length: number): void;
+  readInto(offset: number, dst: Uint8Array, dstOffset: number, length: number): void;
+}
+
 /** A block range outside the disk, or a buffer that does not match it: a caller bug or a hostile LBA the target missed. */
 export class DiskRangeError extends VmbusSimError {
   readonly code = "DISK_RANGE";

@@ -5,11 +5,27 @@
  * unwritten blocks read as zeros, writing zeros into a chunk that does not
  * exist allocates nothing, and UNMAP drops whole chunks and zeroes the
  * partial ones at its edges.
+ *
+ * Chunks are carved out of larger buffers (up to 4 MiB, growing with use):
+ * a fresh 64 KiB buffer per newly written chunk would cost many times the
+ * write itself. A chunk that UNMAP frees goes to a free list and is zeroed
+ * when it is used again, so the memory a disk holds is what it held at its
+ * fullest; `allocatedChunks` / `allocatedBytes` count the chunks holding
+ * data, as before.
  */
 import { InvalidArgumentError } from "../../../core/index.js";
-import { type DiskBackend, checkBlockRange, isAllZero, isValidBlockSize } from "./disk-backend.js";
+import { type DiskBackend, type GuestBufferView, checkBlockRange, isAllZero, isValidBlockSize } from "./disk-backend.js";
 
 export const DEFAULT_MEMORY_CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Zeros to copy from (never written). Copying them is several times faster
+ * than `fill` on guest memory, which is a SharedArrayBuffer.
+ */
+const ZEROS = new Uint8Array(64 * 1024);
+
+/** The largest buffer chunks are carved from. */
+const SLAB_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface SparseMemoryDiskOptions {
   readonly sizeBytes: number;
@@ -29,6 +45,16 @@ export class SparseMemoryDisk implements DiskBackend {
   readonly chunkBytes: number;
   readonly sizeBytes: number;
   private readonly chunks = new Map<number, Uint8Array>();
+  /** Bounce buffer of `writeFromView` for data headed into a hole (grown on demand; the copy is synchronous). */
+  private scratch = new Uint8Array(0);
+  private scratch32 = new Uint32Array(0);
+  /** Chunks freed by UNMAP (reused, zeroed, before new ones are carved). */
+  private readonly freeChunks: Uint8Array[] = [];
+  /** The buffer new chunks are carved from, where the next one starts, and how many chunks exist in all. */
+  private slab: ArrayBuffer | null = null;
+  private slabNext = 0;
+  private slabChunks = 0;
+  private carved = 0;
 
   constructor(options: SparseMemoryDiskOptions) {
     const blockSize = options.blockSize ?? 512;
@@ -54,7 +80,7 @@ export class SparseMemoryDisk implements DiskBackend {
     return this.chunks.size;
   }
 
-  /** Bytes of host memory the disk holds. */
+  /** Bytes of the chunks holding data (memory of chunks UNMAP freed is kept for reuse on top of this). */
   get allocatedBytes(): number {
     return this.chunks.size * this.chunkBytes;
   }
@@ -85,14 +111,14 @@ export class SparseMemoryDisk implements DiskBackend {
       const inChunk = pos - index * cb;
       const n = Math.min(cb - inChunk, end - pos);
       if (n === cb) {
-        this.chunks.delete(index);
+        this.dropChunk(index);
       } else {
         const chunk = this.chunks.get(index);
         if (chunk !== undefined) {
           chunk.fill(0, inChunk, inChunk + n);
           // A chunk that is now all zeros is indistinguishable from an
           // unallocated one; dropping it keeps "costs only what is written".
-          if (isAllZero(chunk)) this.chunks.delete(index);
+          if (isAllZero(chunk)) this.dropChunk(index);
         }
       }
       pos += n;
@@ -101,6 +127,99 @@ export class SparseMemoryDisk implements DiskBackend {
 
   close(): void {
     // Nothing to release; the data stays readable for reports and tests.
+  }
+
+  /**
+   * `read(lba, count, into)` done at once, straight into `view` from
+   * `viewOffset`: the same checks, the same bytes, no intermediate buffer.
+   * For the SCSI target's fast path; nothing can fail once the range check
+   * passed, so the view is only written when the read succeeds.
+   */
+  readToView(lba: number, count: number, view: GuestBufferView, viewOffset: number): void {
+    checkBlockRange(this, "read", lba, count);
+    const cb = this.chunkBytes;
+    let pos = lba * this.blockSize;
+    const end = pos + count * this.blockSize;
+    let at = viewOffset;
+    while (pos < end) {
+      const index = Math.floor(pos / cb);
+      const inChunk = pos - index * cb;
+      const n = Math.min(cb - inChunk, end - pos);
+      const chunk = this.chunks.get(index);
+      if (chunk === undefined) {
+        for (let done = 0; done < n; done += ZEROS.length) view.write(at + done, ZEROS, 0, Math.min(ZEROS.length, n - done));
+      } else {
+        view.write(at, chunk, inChunk, n);
+      }
+      pos += n;
+      at += n;
+    }
+  }
+
+  /**
+   * `write(lba, data)` done at once with the data taken from `view` at
+   * `viewOffset`, chunk by chunk: into an allocated chunk directly, into a
+   * hole only when the bytes are not all zero (as `write`, holes stay holes).
+   * Each byte of the view is read once, so the guest cannot make us check
+   * one value and store another.
+   */
+  writeFromView(lba: number, count: number, view: GuestBufferView, viewOffset: number): void {
+    checkBlockRange(this, "write", lba, count);
+    const cb = this.chunkBytes;
+    let pos = lba * this.blockSize;
+    const end = pos + count * this.blockSize;
+    let at = viewOffset;
+    while (pos < end) {
+      const index = Math.floor(pos / cb);
+      const inChunk = pos - index * cb;
+      const n = Math.min(cb - inChunk, end - pos);
+      let chunk = this.chunks.get(index);
+      if (chunk !== undefined) {
+        view.readInto(at, chunk, inChunk, n);
+      } else {
+        if (this.scratch.length < n) {
+          this.scratch = new Uint8Array(n);
+          this.scratch32 = new Uint32Array(this.scratch.buffer, 0, n >> 2);
+        }
+        view.readInto(at, this.scratch, 0, n);
+        if (!zeroPrefix(this.scratch, this.scratch32, n)) {
+          chunk = this.newChunk(index);
+          chunk.set(this.scratch.subarray(0, n), inChunk);
+        }
+      }
+      pos += n;
+      at += n;
+    }
+  }
+
+  /** A zeroed chunk, now holding data at `index`. */
+  private newChunk(index: number): Uint8Array {
+    let chunk = this.freeChunks.pop();
+    if (chunk !== undefined) {
+      chunk.fill(0);
+    } else {
+      const cb = this.chunkBytes;
+      if (this.slab === null || this.slabNext + cb > this.slab.byteLength) {
+        // Every carved chunk is in use (the free list is empty), so at least
+        // one more fits the disk; slabs double up to SLAB_MAX_BYTES.
+        const left = Math.ceil(this.sizeBytes / cb) - this.carved;
+        this.slabChunks = Math.max(1, Math.min(this.slabChunks * 2, Math.floor(SLAB_MAX_BYTES / cb), left));
+        this.slab = new ArrayBuffer(this.slabChunks * cb);
+        this.slabNext = 0;
+      }
+      chunk = new Uint8Array(this.slab, this.slabNext, cb);
+      this.slabNext += cb;
+      this.carved++;
+    }
+    this.chunks.set(index, chunk);
+    return chunk;
+  }
+
+  private dropChunk(index: number): void {
+    const chunk = this.chunks.get(index);
+    if (chunk === undefined) return;
+    this.chunks.delete(index);
+    this.freeChunks.push(chunk);
   }
 
   private copyOut(offset: number, out: Uint8Array): void {
@@ -132,8 +251,7 @@ export class SparseMemoryDisk implements DiskBackend {
         // Zeros into a hole change nothing a reader can see: stay sparse
         // (WRITE SAME of a zero block over a big disk allocates nothing).
         if (!isAllZero(part)) {
-          chunk = new Uint8Array(cb);
-          this.chunks.set(index, chunk);
+          chunk = this.newChunk(index);
           chunk.set(part, inChunk);
         }
       } else {
@@ -142,4 +260,12 @@ export class SparseMemoryDisk implements DiskBackend {
       done += n;
     }
   }
+}
+
+/** True when the first `n` bytes of `b` are zero (`w` is `b` as u32 words). */
+function zeroPrefix(b: Uint8Array, w: Uint32Array, n: number): boolean {
+  const words = Math.min(n >> 2, w.length);
+  for (let i = 0; i < words; i++) if (w[i] !== 0) return false;
+  for (let i = words << 2; i < n; i++) if (b[i] !== 0) return false;
+  return true;
 }

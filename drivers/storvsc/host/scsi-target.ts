@@ -36,6 +36,8 @@ import {
   NO_SENSE,
   PERIPHERAL_QUALIFIER_NOT_SUPPORTED,
   PROVISIONING_TYPE_THIN,
+  READ_10,
+  READ_16,
   READ_TYPE,
   REPORT_LUNS,
   SCSI_STATUS_CHECK_CONDITION,
@@ -64,6 +66,8 @@ import {
   VPD_LOGICAL_BLOCK_PROVISIONING,
   VPD_SUPPORTED_PAGES,
   VPD_UNIT_SERIAL_NUMBER,
+  WRITE_10,
+  WRITE_16,
   WRITE_TYPE,
   buildBlockDeviceCharacteristicsPage,
   buildBlockLimitsPage,
@@ -90,8 +94,10 @@ import {
   type UnmapCommand,
   type WriteSameCommand,
 } from "../protocol/index.js";
-import { DiskIoError, DiskMediumError, DiskRangeError, DiskWriteProtectedError, isAllZero } from "./disk-backend.js";
+import { DiskIoError, DiskMediumError, DiskRangeError, DiskWriteProtectedError, type GuestBufferView, isAllZero } from "./disk-backend.js";
 import type { DiskStack } from "./disk-spec.js";
+import { ReadOnlyDisk } from "./disk-wrappers.js";
+import { SparseMemoryDisk } from "./memory-disk.js";
 
 // ---------------------------------------------------------------------------
 // Constants of this target
@@ -189,13 +195,24 @@ export class ScsiLun {
   /** Detached from the target; the backend is closed when `inFlight` reaches 0. */
   removed = false;
   readonly stats: ScsiLunStats = { commands: 0, reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, flushes: 0, unmaps: 0, errors: 0 };
+  /**
+   * The memory disk itself when the stack between it and the target is only
+   * the fault injector (and maybe the read-only guard): no latency model
+   * that would delay an I/O in virtual time, no other backend whose promise
+   * could settle later. Then a READ/WRITE can be done synchronously
+   * (`ScsiTarget.executeReadWriteFast`) as long as no fault rule is
+   * installed — checked per command, since rules change at run time.
+   */
+  readonly plainMemory: SparseMemoryDisk | null;
 
   constructor(
     private readonly target: ScsiTarget,
     readonly address: ScsiAddress,
     readonly disk: DiskStack,
     readonly writeCacheEnabled: boolean,
-  ) {}
+  ) {
+    this.plainMemory = plainMemoryDisk(disk);
+  }
 
   /** VPD 0x80 serial: the spec's, or one derived from the controller and the address (read when asked, so the controller's tag set at open counts). */
   get serial(): string {
@@ -207,8 +224,23 @@ export class ScsiLun {
   }
 }
 
+function plainMemoryDisk(stack: DiskStack): SparseMemoryDisk | null {
+  const { backend, faults, base } = stack;
+  if (stack.latency !== null || !(base instanceof SparseMemoryDisk) || faults.inner !== base) return null;
+  if (backend === faults || (backend instanceof ReadOnlyDisk && backend.inner === faults)) return base;
+  return null;
+}
+
 function addressKey(a: ScsiAddress): number {
   return (a.pathId << 16) | (a.targetId << 8) | a.lun;
+}
+
+function u16be(b: Uint8Array, o: number): number {
+  return ((b[o] as number) << 8) | (b[o + 1] as number);
+}
+
+function u32be(b: Uint8Array, o: number): number {
+  return (((b[o] as number) << 24) | ((b[o + 1] as number) << 16) | ((b[o + 2] as number) << 8) | (b[o + 3] as number)) >>> 0;
 }
 
 export function formatScsiAddress(a: ScsiAddress): string {
@@ -335,6 +367,66 @@ export class ScsiTarget {
         lun.pendingSense = SENSE_REPORTED_LUNS_DATA_CHANGED;
       }
     }
+  }
+
+  /**
+   * `execute` for the command of every I/O, done synchronously: a
+   * READ/WRITE(10/16) with no flag bits in byte 1, to a present LUN over a
+   * plain memory disk (`ScsiLun.plainMemory`) without fault rules or a
+   * pending unit attention, in range, fitting the buffer and going in the
+   * direction its data_in says. Moves the data between the disk and `view`
+   * (the request's buffer, `bufferLength` bytes of it usable) and returns
+   * the bytes transferred: GOOD, with the same data and statistics as
+   * `execute`. Returns -1, having changed nothing, for anything else; the
+   * caller then runs `execute`, which reaches its verdict the long way.
+   */
+  executeReadWriteFast(
+    pathId: number,
+    targetId: number,
+    lunId: number,
+    cdb: Uint8Array,
+    cdbOffset: number,
+    cdbLength: number,
+    dataIn: number,
+    view: GuestBufferView | null,
+    bufferLength: number,
+  ): number {
+    const opcode = cdb[cdbOffset];
+    const read = opcode === READ_10 || opcode === READ_16;
+    const size = opcode === READ_10 || opcode === WRITE_10 ? 10 : opcode === READ_16 || opcode === WRITE_16 ? 16 : 0;
+    // RelAdr, FUA, DPO and protection bits all take the long way.
+    if (size === 0 || cdbLength !== size || cdb[cdbOffset + 1] !== 0) return -1;
+    const lun = this.lunMap.get((pathId << 16) | (targetId << 8) | lunId);
+    if (lun === undefined || lun.pendingSense !== null) return -1;
+    const disk = lun.plainMemory;
+    if (disk === null || lun.disk.faults.faults.length !== 0) return -1;
+    let lba: number;
+    let blocks: number;
+    if (size === 10) {
+      lba = u32be(cdb, cdbOffset + 2);
+      blocks = u16be(cdb, cdbOffset + 7);
+    } else {
+      const hi = u32be(cdb, cdbOffset + 2);
+      // Beyond 2^53 the LBA is out of range anyway; `execute` says so.
+      if (hi > 0x1fffff) return -1;
+      lba = hi * 2 ** 32 + u32be(cdb, cdbOffset + 6);
+      blocks = u32be(cdb, cdbOffset + 10);
+    }
+    const blockSize = disk.blockSize;
+    const bytes = blocks * blockSize;
+    if (blocks === 0 || bytes > 0xffffffff || lba >= disk.blockCount || lba + blocks > disk.blockCount || bytes > bufferLength || view === null) return -1;
+    if (read ? dataIn === WRITE_TYPE : dataIn !== WRITE_TYPE || lun.backend.readOnly) return -1;
+    lun.stats.commands++;
+    if (read) {
+      disk.readToView(lba, blocks, view, 0);
+      lun.stats.reads++;
+      lun.stats.bytesRead += bytes;
+    } else {
+      disk.writeFromView(lba, blocks, view, 0);
+      lun.stats.writes++;
+      lun.stats.bytesWritten += bytes;
+    }
+    return bytes;
   }
 
   /**

@@ -45,6 +45,7 @@ import {
   VM_PKT_DATA_INBAND,
   VM_PKT_DATA_USING_GPA_DIRECT,
   VmbusSimError,
+  type ChannelEndpoint,
   type HostChannel,
   type HostChannelHandler,
   type IncomingPacket,
@@ -60,6 +61,8 @@ import {
   SCSI_STATUS_GOOD,
   SRB_STATUS_ERROR,
   SRB_STATUS_INVALID_REQUEST,
+  SRB_STATUS_SUCCESS,
+  STORVSC_MAX_CMD_LEN,
   STATUS_INVALID_DEVICE_STATE,
   STATUS_INVALID_PARAMETER,
   STATUS_REVISION_MISMATCH,
@@ -79,8 +82,14 @@ import {
   VSTOR_OPERATION_RESET_ADAPTER,
   VSTOR_OPERATION_RESET_BUS,
   VSTOR_OPERATION_RESET_LUN,
+  READ_10,
+  READ_16,
+  READ_TYPE,
+  UNKNOWN_TYPE,
+  VSTOR_CDB_OFFSET,
   VSTOR_PACKET_SIZE_WIN8,
   VSTOR_PACKET_UNION_OFFSET,
+  WRITE_TYPE,
   buildFixedSenseData,
   decodeVstorPacket,
   encodeVstorPacket,
@@ -88,8 +97,11 @@ import {
   isWin8OrLater,
   makeSrbCompletionPacket,
   makeVstorCompletionPacket,
+  senseBufferSize,
   srbCdb,
   vmstorVersionInfo,
+  vstorPacketSize,
+  writeSrbCompletionPacket,
   type VmscsiRequest,
   type VstorPayload,
 } from "../protocol/index.js";
@@ -252,6 +264,57 @@ const GUEST_OPERATIONS: ReadonlySet<number> = new Set([
 const VSTOR_HEADER_BYTES = VSTOR_PACKET_UNION_OFFSET;
 /** data_transfer_length's absolute offset (§3). */
 const DATA_TRANSFER_LENGTH_OFFSET = 24;
+/** Offsets of the SRB bytes the fast path reads from the packet copy (§3). */
+const SRB_PORT_OFFSET = 16;
+const SRB_PATH_OFFSET = 17;
+const SRB_TARGET_OFFSET = 18;
+const SRB_LUN_OFFSET = 19;
+const SRB_CDB_LENGTH_OFFSET = 20;
+const SRB_SENSE_LENGTH_OFFSET = 21;
+const SRB_DATA_IN_OFFSET = 22;
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * A request the SCSI target finished synchronously (`executeReadWriteFast`),
+ * waiting for its completion to be written. Reused through the worker's
+ * free list: one record per request in flight at most.
+ */
+class FastCompletion {
+  transId: TransId = 0;
+  version = 0;
+  /** Completion bytes (the request's size, capped at the full packet). */
+  size = 0;
+  portNumber = 0;
+  pathId = 0;
+  targetId = 0;
+  lun = 0;
+  dataIn = 0;
+  transferred = 0;
+  read = false;
+}
+
+/**
+ * The microtask turn, counted from the take, in which `execute` writes the
+ * completion of a READ/WRITE on a memory disk: `execute` awaits `guard`,
+ * which awaits `readWrite`, which awaits the fault injector, which awaits
+ * the disk, and two `then`s of `executeSrb` follow. Completions of the fast
+ * path are written in that same turn, so a drain that takes fast and slow
+ * requests together answers them in the order it always did.
+ */
+const FAST_COMPLETION_TURN = 6;
+
+/**
+ * Requests taken one after another by one drain and finished by the fast
+ * path. Nothing else queues a microtask between them, so one chain of
+ * turns carries them all to `FAST_COMPLETION_TURN`, where they are written
+ * in the order taken. Reused through the worker's free list.
+ */
+class FinishedBatch {
+  readonly items: FastCompletion[] = [];
+  turn = 0;
+  step: () => void = () => undefined;
+}
 
 class ChannelWorker {
   inFlight = 0;
@@ -265,6 +328,34 @@ class ChannelWorker {
   inHandler = false;
   /** Reused for every GPA-direct packet of this channel. */
   readonly ranges = new GpaDirectRanges();
+  /**
+   * The private, zero-extended copy of the packet being taken (copy, then
+   * validate). One per worker suffices: every use of it — validation,
+   * decoding, the synchronous fast path — ends before the handler returns,
+   * and the ring is read for the next packet only after that. (Another
+   * worker's handler may run inside ours — a sub-channel resumed by
+   * END_INITIALIZATION — but it has its own copy.)
+   */
+  readonly copy = new Uint8Array(VSTOR_PACKET_SIZE_WIN8);
+  readonly copyView = new DataView(this.copy.buffer);
+  /** The one GPA range of the EXECUTE_SRB being taken; the view made from it copies the PFNs. */
+  readonly range = { byteCount: 0, byteOffset: 0, pfns: [] as number[] };
+  /**
+   * The batch the next fast request joins: open from the first fast request
+   * of a drain until another packet is handled or the drain is over (the
+   * batch's first turn closes it).
+   */
+  openBatch: FinishedBatch | null = null;
+  /** Set by a packet that joined `openBatch`; any other packet closes it. */
+  joinedBatch = false;
+  readonly spareBatches: FinishedBatch[] = [];
+  readonly spare: FastCompletion[] = [];
+  /** Completion bytes by size / 8 (48, 56 or 64), reused: `writeCompletion` copies them into the ring at once. */
+  readonly completionBytes: ({ readonly bytes: Uint8Array; readonly view: DataView } | undefined)[] = [];
+  /** What `writeCompletion` writes next (set just before `tryWrite`). */
+  outTransId: TransId = 0;
+  outBytes: Uint8Array = new Uint8Array(0);
+  readonly writeCompletion = (wr: RingWriter): boolean => wr.writeCompletion(this.outTransId, this.outBytes);
 
   constructor(
     readonly channel: HostChannel,
@@ -428,6 +519,7 @@ export class StorvspDevice implements HostChannelHandler {
         return false;
       }
       w.blocked = "none";
+      w.joinedBatch = false;
       this.take(w, p);
       return;
     } catch (e) {
@@ -436,6 +528,10 @@ export class StorvspDevice implements HostChannelHandler {
       return;
     } finally {
       w.inHandler = false;
+      // Whatever else this packet did may have queued microtasks: the next
+      // fast request must start a batch of its own to keep its turn.
+      if (!w.joinedBatch) w.openBatch = null;
+      w.joinedBatch = false;
     }
   }
 
@@ -467,22 +563,23 @@ export class StorvspDevice implements HostChannelHandler {
     if ((p.flags & ~VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED) !== 0) {
       throw this.fatal(w, "flags", p.flags, "has bits other than COMPLETION_REQUESTED (0x1)");
     }
-    const payload = p.data();
+    const payloadLength = p.dataLength;
     // Fewer than 12 bytes: not even the operation/flags/status header.
-    if (payload.length < VSTOR_HEADER_BYTES) {
-      throw this.fatal(w, "vstor_packet length", payload.length, `is shorter than the ${VSTOR_HEADER_BYTES}-byte header`);
+    if (payloadLength < VSTOR_HEADER_BYTES) {
+      throw this.fatal(w, "vstor_packet length", payloadLength, `is shorter than the ${VSTOR_HEADER_BYTES}-byte header`);
     }
     // A private, zero-extended copy: short SRBs read as zeros beyond what
     // was sent (OV), and the guest cannot change what we validated.
-    const copy = new Uint8Array(VSTOR_PACKET_SIZE_WIN8);
-    copy.set(payload.subarray(0, VSTOR_PACKET_SIZE_WIN8));
-    const view = new DataView(copy.buffer);
-    const operation = view.getUint32(0, true);
+    const copy = w.copy;
+    copy.fill(0);
+    const start = p.dataOffset;
+    copy.set(p.buffer.subarray(start, start + Math.min(payloadLength, VSTOR_PACKET_SIZE_WIN8)));
+    const operation = w.copyView.getUint32(0, true);
     if (!GUEST_OPERATIONS.has(operation)) {
       throw this.fatal(w, "operation", operation, "is not an operation a guest sends a SCSI controller (3..10, 13)");
     }
     // OV / Hyper-V: the completion mirrors the request's size, capped at the full packet.
-    const completionSize = VSTOR_HEADER_BYTES + Math.min(payload.length - VSTOR_HEADER_BYTES, SCSI_REQUEST_LEN_V2);
+    const completionSize = VSTOR_HEADER_BYTES + Math.min(payloadLength - VSTOR_HEADER_BYTES, SCSI_REQUEST_LEN_V2);
     if (operation === VSTOR_OPERATION_EXECUTE_SRB) this.executeSrb(w, p, copy, completionSize);
     else this.control(w, operation, copy, completionSize, p.transId);
   }
@@ -597,11 +694,12 @@ export class StorvspDevice implements HostChannelHandler {
   // ---- §5 EXECUTE_SRB -----------------------------------------------------------
 
   private executeSrb(w: ChannelWorker, p: IncomingPacket, copy: Uint8Array, size: number): void {
-    const transId = p.transId;
+    // Request ids are small: a number avoids a bigint per packet (the same bytes go back).
+    const transId: TransId = p.transIdHi === 0 ? p.transIdLo : p.transId;
     // §8 fatal range checks come first: they concern what the packet makes
     // the host touch, whatever the SRB says.
     let view: PagedView | null = null;
-    const dtl = new DataView(copy.buffer).getUint32(DATA_TRANSFER_LENGTH_OFFSET, true);
+    const dtl = w.copyView.getUint32(DATA_TRANSFER_LENGTH_OFFSET, true);
     if (p.type === VM_PKT_DATA_USING_GPA_DIRECT) {
       const ranges = w.ranges.parse(p);
       // One range per I/O (Linux's virt_boundary guarantees it); more would
@@ -610,9 +708,13 @@ export class StorvspDevice implements HostChannelHandler {
       if (ranges.byteCount(0) < dtl) {
         throw this.fatal(w, "range[0].byte_count", ranges.byteCount(0), `is shorter than data_transfer_length ${dtl}`);
       }
+      const range = w.range;
+      range.byteCount = ranges.byteCount(0);
+      range.byteOffset = ranges.byteOffset(0);
+      const pages = ranges.pfnCount(0);
+      range.pfns.length = pages;
+      for (let j = 0; j < pages; j++) range.pfns[j] = ranges.pfn(0, j);
       // Bounds-checked view: every PFN inside guest memory, or GpadlAccessError (fatal).
-      const range = ranges.toRanges()[0];
-      if (range === undefined) throw this.fatal(w, "GPA direct rangecount", 0, "must be 1 for EXECUTE_SRB");
       view = w.channel.gpaRange(range, "EXECUTE_SRB data");
     }
     this.counters.requests++;
@@ -624,29 +726,57 @@ export class StorvspDevice implements HostChannelHandler {
       return;
     }
     const version = this.versionValue ?? VMSTOR_PROTO_VERSION_WIN8;
-    let srb: VmscsiRequest;
-    try {
-      const decoded = decodeVstorPacket(copy, { protocolVersion: version, sender: "guest", maxTransferBytes: STORVSP_MAX_TRANSFER_BYTES });
-      if (decoded.payload.kind !== "srb") throw new ProtocolError("VSTOR", "payload", decoded.payload.kind, "is not an SRB");
-      srb = decoded.payload.srb;
-    } catch (e) {
-      if (!(e instanceof ProtocolError)) throw e;
-      // A bad SRB field (cdb_length > 16, unknown data_in, a transfer above
-      // max_transfer_bytes…) fails this request only.
-      this.counters.errors["invalid-srb"]++;
-      const echo = rawSrb(copy, version);
-      const pkt = makeSrbCompletionPacket({ protocolVersion: version, request: echo, srbStatus: SRB_STATUS_INVALID_REQUEST, dataTransferLength: 0, status: STATUS_INVALID_PARAMETER });
-      this.complete(w, transId, sized(encodeVstorPacket(pkt, version), size));
-      return;
+    // What the decoder would refuse, read in place: when all of it holds the
+    // SRB needs no decoding to be executed the fast way.
+    const dataIn = copy[SRB_DATA_IN_OFFSET] as number;
+    const valid =
+      (copy[SRB_CDB_LENGTH_OFFSET] as number) <= STORVSC_MAX_CMD_LEN &&
+      (copy[SRB_SENSE_LENGTH_OFFSET] as number) <= senseBufferSize(version) &&
+      (dataIn === WRITE_TYPE || dataIn === READ_TYPE || dataIn === UNKNOWN_TYPE) &&
+      dtl <= STORVSP_MAX_TRANSFER_BYTES;
+    let srb: VmscsiRequest | null = null;
+    if (!valid) {
+      try {
+        srb = this.decodeSrb(copy, version);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        // A bad SRB field (cdb_length > 16, unknown data_in, a transfer above
+        // max_transfer_bytes…) fails this request only.
+        this.counters.errors["invalid-srb"]++;
+        const echo = rawSrb(copy, version);
+        const pkt = makeSrbCompletionPacket({ protocolVersion: version, request: echo, srbStatus: SRB_STATUS_INVALID_REQUEST, dataTransferLength: 0, status: STATUS_INVALID_PARAMETER });
+        this.complete(w, transId, sized(encodeVstorPacket(pkt, version), size));
+        return;
+      }
     }
-    const buffer: ScsiDataBuffer | null = view === null || dtl === 0 ? null : limitedBuffer(view, dtl);
     w.inFlight++;
     if (w.inFlight > w.inFlightMax) w.inFlightMax = w.inFlight;
     const c = this.counters;
     c.inFlight++;
     if (c.inFlight > c.inFlightMax) c.inFlightMax = c.inFlight;
+    const bufferLength = view === null || dtl === 0 ? 0 : dtl;
+    if (valid && size >= vstorPacketSize(version)) {
+      const transferred = this.target.executeReadWriteFast(
+        copy[SRB_PATH_OFFSET] as number,
+        copy[SRB_TARGET_OFFSET] as number,
+        copy[SRB_LUN_OFFSET] as number,
+        copy,
+        VSTOR_CDB_OFFSET,
+        copy[SRB_CDB_LENGTH_OFFSET] as number,
+        dataIn,
+        view,
+        bufferLength,
+      );
+      if (transferred >= 0) {
+        this.queueFinished(w, transId, version, size, copy, transferred);
+        return;
+      }
+    }
+    if (srb === null) srb = this.decodeSrb(copy, version);
+    const buffer: ScsiDataBuffer | null = view === null || bufferLength === 0 ? null : limitedBuffer(view, bufferLength);
     const request = { address: { pathId: srb.pathId, targetId: srb.targetId, lun: srb.lun }, cdb: srbCdb(srb), dataIn: srb.dataIn, buffer };
     const label = `storvsp ${w.channel.name} SCSI target`;
+    const decoded = srb;
     this.target
       .execute(request)
       .then(
@@ -667,8 +797,92 @@ export class StorvspDevice implements HostChannelHandler {
           };
         },
       )
-      .then((r) => this.finishSrb(w, transId, srb, version, size, r))
+      .then((r) => this.finishSrb(w, transId, decoded, version, size, r))
       .catch((e: unknown) => this.sim.scheduler.reportError(label, e));
+  }
+
+  private decodeSrb(copy: Uint8Array, version: number): VmscsiRequest {
+    const decoded = decodeVstorPacket(copy, { protocolVersion: version, sender: "guest", maxTransferBytes: STORVSP_MAX_TRANSFER_BYTES });
+    if (decoded.payload.kind !== "srb") throw new ProtocolError("VSTOR", "payload", decoded.payload.kind, "is not an SRB");
+    return decoded.payload.srb;
+  }
+
+  /**
+   * Queues the completion of a request the target finished synchronously,
+   * to be written in the turn `execute` would have written it.
+   */
+  private queueFinished(w: ChannelWorker, transId: TransId, version: number, size: number, copy: Uint8Array, transferred: number): void {
+    const f = w.spare.pop() ?? new FastCompletion();
+    f.transId = transId;
+    f.version = version;
+    f.size = size;
+    f.portNumber = copy[SRB_PORT_OFFSET] as number;
+    f.pathId = copy[SRB_PATH_OFFSET] as number;
+    f.targetId = copy[SRB_TARGET_OFFSET] as number;
+    f.lun = copy[SRB_LUN_OFFSET] as number;
+    f.dataIn = copy[SRB_DATA_IN_OFFSET] as number;
+    f.transferred = transferred;
+    f.read = copy[VSTOR_CDB_OFFSET] === READ_10 || copy[VSTOR_CDB_OFFSET] === READ_16;
+    let batch = w.openBatch;
+    if (batch === null) {
+      batch = w.spareBatches.pop() ?? this.newBatch(w);
+      batch.turn = 0;
+      w.openBatch = batch;
+      // `step` catches everything: the derived promise never rejects.
+      void RESOLVED.then(batch.step);
+    }
+    batch.items.push(f);
+    w.joinedBatch = true;
+  }
+
+  private newBatch(w: ChannelWorker): FinishedBatch {
+    const b = new FinishedBatch();
+    b.step = () => this.stepBatch(w, b);
+    return b;
+  }
+
+  /** One microtask turn of a batch; in `FAST_COMPLETION_TURN` its completions are written, in order. */
+  private stepBatch(w: ChannelWorker, b: FinishedBatch): void {
+    b.turn++;
+    // The drain that opened the batch is over.
+    if (w.openBatch === b) w.openBatch = null;
+    if (b.turn < FAST_COMPLETION_TURN) {
+      void RESOLVED.then(b.step);
+      return;
+    }
+    for (const f of b.items) {
+      try {
+        this.finishFast(w, f);
+      } catch (e) {
+        // A simulator bug, reported as `execute`'s chain reports it; the others are still answered.
+        this.sim.scheduler.reportError(`storvsp ${w.channel.name} SCSI target`, e);
+      }
+      w.spare.push(f);
+    }
+    b.items.length = 0;
+    w.spareBatches.push(b);
+  }
+
+  /** `finishSrb` for a fast-path request: GOOD, no sense. */
+  private finishFast(w: ChannelWorker, f: FastCompletion): void {
+    const c = this.counters;
+    if (f.read) c.bytesRead += f.transferred;
+    else c.bytesWritten += f.transferred;
+    let out = w.completionBytes[f.size >> 3];
+    if (out === undefined || out.bytes.length !== f.size) {
+      const bytes = new Uint8Array(f.size);
+      out = { bytes, view: new DataView(bytes.buffer) };
+      w.completionBytes[f.size >> 3] = out;
+    }
+    writeSrbCompletionPacket(out.bytes, out.view, f.version, f.portNumber, f.pathId, f.targetId, f.lun, f.dataIn, SRB_STATUS_SUCCESS, SCSI_STATUS_GOOD, f.transferred);
+    this.completeReused(w, f.transId, out.bytes);
+    w.inFlight--;
+    c.inFlight--;
+    // A worker that stopped at its queue depth (or for room) may go on.
+    if (!w.closed && w.blocked !== "none" && w.blocked !== "not-ready") {
+      w.blocked = "none";
+      w.channel.service();
+    }
   }
 
   private finishSrb(w: ChannelWorker, transId: TransId, srb: VmscsiRequest, version: number, size: number, r: ScsiResult): void {
@@ -707,8 +921,14 @@ export class StorvspDevice implements HostChannelHandler {
       if (!w.inHandler) ep.commit();
       return;
     }
-    // Only an unsolicited packet ahead of us (ENUMERATE_BUS waiting for
-    // room) can make this happen: queue behind it, in order.
+    this.queueCompletion(ep, transId, bytes);
+  }
+
+  /**
+   * Only an unsolicited packet ahead of us (ENUMERATE_BUS waiting for room)
+   * makes a completion find no room: it queues behind it, in order.
+   */
+  private queueCompletion(ep: ChannelEndpoint, transId: TransId, bytes: Uint8Array): void {
     this.counters.completionsQueued++;
     ep.send((wr) => wr.writeCompletion(transId, bytes), RingWriter.packetTotal(0, bytes.length)).then(
       () => {
@@ -718,6 +938,27 @@ export class StorvspDevice implements HostChannelHandler {
         this.counters.completionsDropped++;
       },
     );
+  }
+
+  /**
+   * `complete` for bytes the worker reuses: written at once through the
+   * worker's writer function, or — only behind an unsolicited packet
+   * waiting for room — copied and queued as `complete` does.
+   */
+  private completeReused(w: ChannelWorker, transId: TransId, bytes: Uint8Array): void {
+    const ep = w.channel.endpoint;
+    if (w.closed || ep === null || ep.closed) {
+      this.counters.completionsDropped++;
+      return;
+    }
+    w.outTransId = transId;
+    w.outBytes = bytes;
+    if (ep.tryWrite(w.writeCompletion)) {
+      this.counters.completions++;
+      if (!w.inHandler) ep.commit();
+      return;
+    }
+    this.queueCompletion(ep, transId, bytes.slice());
   }
 
   // ---- §5.3 hot-plug ------------------------------------------------------------

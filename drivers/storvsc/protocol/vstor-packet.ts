@@ -846,3 +846,118 @@ export function makeVstorRequestPacket(operation: number, payload: VstorPayload 
 export function makeVstorCompletionPacket(status: number, payload: VstorPayload = { kind: "none" }): VstorPacket {
   return { operation: VSTOR_OPERATION_COMPLETE_IO, flags: 0, status, payload };
 }
+
+// ---------------------------------------------------------------------------
+// The per-I/O packets without intermediate objects (§5.1, §5.2)
+//
+// A 4 KiB read is one EXECUTE_SRB and one COMPLETE_IO. Building a
+// `VstorPacket` tree and encoding it costs more than the rest of the I/O
+// path, so the hot path writes and reads the same bytes in place. The
+// functions below produce exactly the bytes of the object-based builders
+// above (test/drivers/storvsc/vstor-fast-path.test.ts compares them); anything
+// they do not cover (sense data, hostile sizes) stays with those builders.
+
+/** Where the CDB (request) or the sense data (completion) starts in a packet. */
+export const VSTOR_CDB_OFFSET = VMSCSI_REQUEST_LAYOUT.cdb_sense.offset;
+
+/**
+ * Writes the EXECUTE_SRB packet `makeExecuteSrbPacket` builds (tagged,
+ * port 0) into `packet` — `vstorPacketSize(protocolVersion)` bytes, `view`
+ * over the same bytes — and zeroes its CDB area. The caller then puts the
+ * `cdbLength` CDB bytes at `VSTOR_CDB_OFFSET`. Values are not range-checked:
+ * the caller passes what a LUN scan and a block count produced.
+ */
+export function writeExecuteSrbPacket(
+  packet: Uint8Array,
+  view: DataView,
+  protocolVersion: number,
+  cdbLength: number,
+  dataIn: number,
+  dataTransferLength: number,
+  pathId: number,
+  targetId: number,
+  lun: number,
+): void {
+  packet.fill(0);
+  const L = VMSCSI_REQUEST_LAYOUT;
+  view.setUint32(VSTOR_PACKET_LAYOUT.operation.offset, VSTOR_OPERATION_EXECUTE_SRB, true);
+  view.setUint32(VSTOR_PACKET_LAYOUT.flags.offset, REQUEST_COMPLETION_FLAG, true);
+  view.setUint16(L.length.offset, vmscsiRequestLength(protocolVersion), true);
+  packet[L.path_id.offset] = pathId;
+  packet[L.target_id.offset] = targetId;
+  packet[L.lun.offset] = lun;
+  packet[L.cdb_length.offset] = cdbLength;
+  packet[L.sense_info_length.offset] = senseBufferSize(protocolVersion);
+  packet[L.data_in.offset] = dataIn;
+  view.setUint32(L.data_transfer_length.offset, dataTransferLength, true);
+  if (isWin8OrLater(protocolVersion)) {
+    const E = VMSCSI_WIN8_EXTENSION_LAYOUT;
+    let srbFlags = SRB_FLAGS_DISABLE_SYNCH_TRANSFER | SRB_FLAGS_QUEUE_ACTION_ENABLE | SRB_FLAGS_NO_QUEUE_FREEZE;
+    if (dataIn === READ_TYPE) srbFlags |= SRB_FLAGS_DATA_IN;
+    else if (dataIn === WRITE_TYPE) srbFlags |= SRB_FLAGS_DATA_OUT;
+    packet[E.queue_tag.offset] = SP_UNTAGGED;
+    packet[E.queue_action.offset] = SRB_SIMPLE_TAG_REQUEST;
+    view.setUint32(E.srb_flags.offset, srbFlags, true);
+    view.setUint32(E.time_out_value.offset, STORVSC_SRB_TIMEOUT_SECONDS, true);
+  }
+}
+
+/**
+ * Writes the COMPLETE_IO of an SRB without sense data — what
+ * `encodeVstorPacket(makeSrbCompletionPacket(...))` cut or zero-padded to
+ * `out.length` gives — into `out` (`view` over the same bytes). `out` must
+ * be at least `vstorPacketSize(protocolVersion)` bytes; the echoed address
+ * and data_in are the request's bytes.
+ */
+export function writeSrbCompletionPacket(
+  out: Uint8Array,
+  view: DataView,
+  protocolVersion: number,
+  portNumber: number,
+  pathId: number,
+  targetId: number,
+  lun: number,
+  dataIn: number,
+  srbStatus: number,
+  scsiStatus: number,
+  dataTransferLength: number,
+): void {
+  out.fill(0);
+  const L = VMSCSI_REQUEST_LAYOUT;
+  view.setUint32(VSTOR_PACKET_LAYOUT.operation.offset, VSTOR_OPERATION_COMPLETE_IO, true);
+  view.setUint32(VSTOR_PACKET_LAYOUT.status.offset, ntStatusForSrbStatus(srbStatus), true);
+  view.setUint16(L.length.offset, vmscsiRequestLength(protocolVersion), true);
+  out[L.srb_status.offset] = srbStatus;
+  out[L.scsi_status.offset] = scsiStatus;
+  out[L.port_number.offset] = portNumber;
+  out[L.path_id.offset] = pathId;
+  out[L.target_id.offset] = targetId;
+  out[L.lun.offset] = lun;
+  out[L.cdb_length.offset] = STORVSC_MAX_CMD_LEN;
+  out[L.sense_info_length.offset] = senseBufferSize(protocolVersion);
+  out[L.data_in.offset] = dataIn;
+  view.setUint32(L.data_transfer_length.offset, dataTransferLength, true);
+}
+
+/**
+ * The checks `decodeVstorPacket` makes of a COMPLETE_IO answering an
+ * EXECUTE_SRB (`sender: "host"`, `completes: EXECUTE_SRB`,
+ * `requestDataTransferLength`), read from `bytes` in place: true when that
+ * decode would succeed with operation COMPLETE_IO. False means "decode it
+ * the full way", which then names whatever is wrong.
+ */
+export function isPlainSrbCompletion(bytes: Uint8Array, protocolVersion: number, requestDataTransferLength: number): boolean {
+  const L = VMSCSI_REQUEST_LAYOUT;
+  if (bytes.length < vstorPacketSize(protocolVersion)) return false;
+  if (readU32(bytes, VSTOR_PACKET_LAYOUT.operation.offset) !== VSTOR_OPERATION_COMPLETE_IO) return false;
+  if ((bytes[L.cdb_length.offset] as number) > STORVSC_MAX_CMD_LEN) return false;
+  if ((bytes[L.sense_info_length.offset] as number) > senseBufferSize(protocolVersion)) return false;
+  const dataIn = bytes[L.data_in.offset] as number;
+  if (dataIn !== WRITE_TYPE && dataIn !== READ_TYPE && dataIn !== UNKNOWN_TYPE) return false;
+  return readU32(bytes, L.data_transfer_length.offset) <= requestDataTransferLength;
+}
+
+/** A little-endian u32 of `bytes` at `offset` (no view object; the caller checked the length). */
+export function readU32(bytes: Uint8Array, offset: number): number {
+  return ((bytes[offset] as number) | ((bytes[offset + 1] as number) << 8) | ((bytes[offset + 2] as number) << 16) | ((bytes[offset + 3] as number) << 24)) >>> 0;
+}
