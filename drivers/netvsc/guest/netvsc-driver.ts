@@ -58,14 +58,16 @@ import {
   VM_PKT_COMP,
   VM_PKT_DATA_INBAND,
   VM_PKT_DATA_USING_XFER_PAGES,
+  VMTRANSFER_PAGE_PACKET_HEADER as XFER,
   VmbusSimError,
-  decodeXferPages,
   type Completion,
   type GuestChannel,
   type GuestMemory,
   type IncomingPacket,
   type PageBufferEntry,
+  type RingWriter,
   type Simulation,
+  type Timer,
   type VmContext,
   type VmbusDevice,
   type VmbusDriver,
@@ -92,6 +94,7 @@ import {
   NETVSC_INVALID_INDEX,
   NETVSC_RECEIVE_BUFFER_ID,
   NETVSC_SEND_BUFFER_ID,
+  NVSP_MESSAGE_SIZE,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE,
   NVSP_MSG5_TYPE_SEND_INDIRECTION_TABLE,
@@ -173,6 +176,8 @@ import {
   type NetvscConfig,
   type ResolvedNetvscConfig,
 } from "./config.js";
+import { FrameArena } from "../protocol/frame-arena.js";
+import { RndisPacketScan, rndisPacketLength, scanRndisPacket, writeRndisPacketInto } from "../protocol/rndis-fast.js";
 import { NetvscFrameError, NetvscHandshakeError, NetvscRemovedError, NetvscSendError, NetvscTimeoutError } from "./errors.js";
 import { SendSectionPool, defaultSendTable, flowHash } from "./send-path.js";
 
@@ -250,6 +255,10 @@ export class NetvscQueue {
   inFlight = 0;
   pageBuffersInFlight = 0;
   flushScheduled = false;
+  /** @internal The flush of this instant's frames; one reusable event per queue (armed only while `flushScheduled` is false). */
+  flushTimer: Timer | null = null;
+  /** @internal Frames of `pending` a running flush has taken; removed from `pending` in one go when it returns. */
+  taken = 0;
 
   constructor(
     readonly index: number,
@@ -259,6 +268,38 @@ export class NetvscQueue {
   /** Free space of the outbound ring in percent (Linux `hv_get_avail_to_write_percent`). */
   get ringFreePercent(): number {
     return this.channel.outbound?.availToWritePercent() ?? 0;
+  }
+}
+
+/**
+ * One SEND_RNDIS_PKT in flight: its frames and what to give back when the
+ * host completes it. A section's send is reused for every SEND_RNDIS_PKT that
+ * names that section: the section (and so this object) is owned by at most
+ * one packet at a time, from `SendSectionPool.alloc` until its completion
+ * released it, and the completion handler is done with the frames before it
+ * releases the section.
+ */
+class TxSend {
+  readonly frames: TxFrame[] = [];
+  queue: NetvscQueue | null = null;
+  /** The send-buffer section, or −1 for a page-buffer send. */
+  readonly section: number;
+  /** The guest pages of a page-buffer send. */
+  pfns: number[] | null = null;
+  /** The NVSP SEND_RNDIS_PKT of a section send: written when the section is filled, read by the ring writer (at once, or when a full ring frees up — still before the completion). */
+  readonly nvsp = new Uint8Array(NVSP_MESSAGE_SIZE);
+  readonly onCompleted: (c: Completion) => void;
+  readonly onFailed: (e: unknown) => void;
+
+  constructor(driver: NetvscDriver, section = -1) {
+    this.section = section;
+    if (section >= 0) {
+      setU32(this.nvsp, 0, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+      setU32(this.nvsp, 4, NVSP_RNDIS_CHANNEL_TYPE_DATA);
+      setU32(this.nvsp, 8, section);
+    }
+    this.onCompleted = (c) => driver.txCompleted(this, sendCompletionStatus(c.data), null);
+    this.onFailed = (e) => driver.txCompleted(this, -1, e);
   }
 }
 
@@ -319,9 +360,23 @@ export class NetvscDriver implements VmbusDriver, Nic {
   private nextRequestId = 1;
   private readonly control = new Map<number, PendingControl>();
   private readonly rxListeners = new Set<(frame: Uint8Array) => void>();
+  /** `rxListeners` as an array, rebuilt after a change: delivery walks a snapshot, as it did with a copy per frame. */
+  private rxListenerList: readonly ((frame: Uint8Array) => void)[] = [];
   private readonly linkListeners = new Set<(up: boolean) => void>();
   private removedReason: string | null = null;
   private ready = false;
+  /** One reusable send per send-buffer section (see TxSend). */
+  private sectionSends: TxSend[] = [];
+  private readonly rxScan = new RndisPacketScan();
+  /** Where queued transmit frames and received messages are copied (see FrameArena). */
+  private readonly txCopies = new FrameArena();
+  private readonly rxCopies = new FrameArena();
+  /** The ranges of the transfer-page packet being handled, copied out of it first (byte count, offset pairs). */
+  private rxRanges = new Uint32Array(2 * 64);
+  /** The receive completion being written by `writeRxCompletion` (set just before the synchronous `tryWrite`). */
+  private rxCompletionId: number | bigint = 0;
+  private rxCompletionPayload: Uint8Array = RECV_COMPLETION_SUCCESS;
+  private readonly writeRxCompletion = (w: RingWriter): boolean => w.writeCompletion(this.rxCompletionId, this.rxCompletionPayload);
 
   constructor(
     @inject(HV_DEVICE) readonly device: VmbusDevice,
@@ -360,7 +415,12 @@ export class NetvscDriver implements VmbusDriver, Nic {
 
   onReceive(cb: (frame: Uint8Array) => void): () => void {
     this.rxListeners.add(cb);
-    return () => this.rxListeners.delete(cb);
+    this.rxListenerList = [...this.rxListeners];
+    return () => {
+      const removed = this.rxListeners.delete(cb);
+      this.rxListenerList = [...this.rxListeners];
+      return removed;
+    };
   }
 
   onLinkChange(cb: (up: boolean) => void): () => void {
@@ -373,7 +433,7 @@ export class NetvscDriver implements VmbusDriver, Nic {
   async probe(): Promise<void> {
     try {
       await this.channel.open(this.openOptions());
-      this.queues.push(new NetvscQueue(0, this.channel));
+      this.queues.push(this.newQueue(0, this.channel));
       await this.connectVsp();
       await this.rndisDeviceAdd();
       await this.openSubchannels();
@@ -388,6 +448,12 @@ export class NetvscDriver implements VmbusDriver, Nic {
 
   async remove(): Promise<void> {
     await this.shutdown("the netvsc driver was removed");
+  }
+
+  private newQueue(index: number, channel: GuestChannel): NetvscQueue {
+    const q = new NetvscQueue(index, channel);
+    q.flushTimer = this.sim.scheduler.timer(`${this.nicName} tx queue ${index} flush`, () => this.flush(q));
+    return q;
   }
 
   private openOptions() {
@@ -451,6 +517,7 @@ export class NetvscDriver implements VmbusDriver, Nic {
       throw new NetvscHandshakeError("SEND_SEND_BUF_COMPLETE", "section_size", this.sendSectionSize, `leaves no section in the ${sendBytes}-byte send buffer`);
     }
     this.sections = new SendSectionPool(this.sendSectionCount);
+    this.sectionSends = Array.from({ length: this.sendSectionCount }, (_, index) => new TxSend(this, index));
   }
 
   /** Turns a codec's ProtocolError on a host answer into a handshake error naming the step. */
@@ -678,7 +745,7 @@ export class NetvscDriver implements VmbusDriver, Nic {
     try {
       await sc.open(this.openOptions());
       if (this.removed) return;
-      this.queues.push(new NetvscQueue(sc.subchannelIndex, sc));
+      this.queues.push(this.newQueue(sc.subchannelIndex, sc));
     } catch (e) {
       if (!(e instanceof VmbusSimError)) throw e;
       this.subchannelErrors.push(e);
@@ -701,15 +768,29 @@ export class NetvscDriver implements VmbusDriver, Nic {
     }
     const hash = flowHash(frame);
     const q = this.pickQueue(hash);
-    return new Promise<void>((resolve, reject) => {
-      q.pending.push({ frame: frame.slice(), hash, resolve, reject });
+    try {
+      const copy = this.txCopies.copy(frame, 0, frame.length);
+      const sent = new Promise<void>(this.takeSettlers);
+      q.pending.push({ frame: copy, hash, resolve: this.takenResolve, reject: this.takenReject });
       if (!q.flushScheduled && !q.stopped) {
         // Everything sent in this instant goes out together.
         q.flushScheduled = true;
-        this.sim.scheduler.schedule(0, () => this.flush(q), `${this.nicName} tx queue ${q.index} flush`);
+        (q.flushTimer as Timer).arm(0);
       }
-    });
+      return sent;
+    } catch (e) {
+      // As from a promise executor: a failure here rejects, it does not throw.
+      return Promise.reject(e);
+    }
   }
+
+  /** One executor for every `send` promise (no closure per frame): it hands its settle functions over to the caller, which takes them at once. */
+  private takenResolve: () => void = noop;
+  private takenReject: (e: unknown) => void = noop;
+  private readonly takeSettlers = (resolve: () => void, reject: (e: unknown) => void): void => {
+    this.takenResolve = resolve;
+    this.takenReject = reject;
+  };
 
   /** `netvsc_pick_tx`: tx_table[hash & 15]; an entry naming a queue we do not have falls back modulo. */
   private pickQueue(hash: number): NetvscQueue {
@@ -722,13 +803,26 @@ export class NetvscDriver implements VmbusDriver, Nic {
     q.flushScheduled = false;
     const sections = this.sections;
     if (sections === null) return;
-    while (q.pending.length > 0 && this.removedReason === null) {
+    try {
+      this.flushFrom(q, sections);
+    } finally {
+      // Nothing outside this call sees `pending` while it runs (no listener or continuation runs inside it).
+      if (q.taken > 0) {
+        q.pending.splice(0, q.taken);
+        q.taken = 0;
+      }
+    }
+  }
+
+  private flushFrom(q: NetvscQueue, sections: SendSectionPool): void {
+    const pending = q.pending;
+    while (q.taken < pending.length && this.removedReason === null) {
       if (q.ringFreePercent < RING_AVAIL_PERCENT_LOWATER || q.channel.outstanding >= this.requestorSize - 1) {
         this.stop(q);
         return;
       }
-      const head = q.pending[0] as TxFrame;
-      const headLen = rndisEncodedLength(this.packetMessage(head));
+      const head = pending[q.taken] as TxFrame;
+      const headLen = rndisPacketLength(head.frame.length, this.queues.length > 1);
       // Linux: copy into a section if packet + pkt_align < section size.
       if (headLen + this.packetAlignment < this.sendSectionSize) {
         const index = sections.alloc();
@@ -741,7 +835,7 @@ export class NetvscDriver implements VmbusDriver, Nic {
         this.stop(q);
         return;
       }
-      q.pending.shift();
+      q.taken++;
       this.sendFramePageBuffer(q, head);
     }
   }
@@ -779,32 +873,40 @@ export class NetvscDriver implements VmbusDriver, Nic {
    */
   private sendSection(q: NetvscQueue, index: number): void {
     const size = this.sendSectionSize;
-    const batch: { f: TxFrame; len: number }[] = [];
+    const align = this.packetAlignment;
+    const withHash = this.queues.length > 1;
+    const tx = this.sectionSends[index] as TxSend;
+    const batch = tx.frames;
     let used = 0;
-    while (q.pending.length > 0 && batch.length < this.maxPacketsPerMessage) {
-      const f = q.pending[0] as TxFrame;
-      const len = rndisEncodedLength(this.packetMessage(f));
-      if (len + this.packetAlignment >= size) break;
-      const start = alignUp(used, this.packetAlignment);
+    const pending = q.pending;
+    while (q.taken < pending.length && batch.length < this.maxPacketsPerMessage) {
+      const f = pending[q.taken] as TxFrame;
+      const len = rndisPacketLength(f.frame.length, withHash);
+      if (len + align >= size) break;
+      const start = alignUp(used, align);
       if (start + len > size) break;
       used = start + len;
-      batch.push({ f, len });
-      q.pending.shift();
+      batch.push(f);
+      q.taken++;
     }
+    // Straight into the section in guest memory: the bytes the host reads are these.
     const base = this.sendBufferGpa + index * size;
-    const target = this.memory.u8.subarray(base, base + size);
+    const mem = this.memory;
     let at = 0;
-    batch.forEach(({ f, len }, i) => {
-      const last = i === batch.length - 1;
-      const padded = last ? len : alignUp(len, this.packetAlignment);
-      encodeRndisMessageInto(this.packetMessage(f, padded), target, at);
+    for (let i = 0; i < batch.length; i++) {
+      const f = batch[i] as TxFrame;
+      const len = rndisPacketLength(f.frame.length, withHash);
+      const padded = i === batch.length - 1 ? len : alignUp(len, align);
+      writeRndisPacketInto(mem.view, mem.u8, base + at, padded, f.frame, 0, f.frame.length, withHash, f.hash);
       at += padded;
-    });
-    const nvsp = encodeNvspMessage({ kind: "send_rndis_pkt", channelType: NVSP_RNDIS_CHANNEL_TYPE_DATA, sendBufferSectionIndex: index, sendBufferSectionSize: at });
+    }
+    // NVSP SEND_RNDIS_PKT {data, index, bytes used} in Linux's 40-byte nvsp_message.
+    setU32(tx.nvsp, 12, at);
     this.driverStats.sectionSends++;
     this.driverStats.batchedFrames += batch.length - 1;
     q.inFlight++;
-    this.track(q, q.channel.sendRequest(nvsp), batch.map((b) => b.f), () => this.sections?.release(index));
+    tx.queue = q;
+    this.track(q.channel.sendRequest(tx.nvsp), tx);
   }
 
   /** A frame by page buffer (§11.1 page-buffer path): its own guest pages, freed on completion. */
@@ -822,10 +924,11 @@ export class NetvscDriver implements VmbusDriver, Nic {
     q.inFlight++;
     q.pageBuffersInFlight++;
     this.driverStats.pageBufferSends++;
-    this.track(q, this.sendPageBuffer(q.channel, msg, pfns, NVSP_RNDIS_CHANNEL_TYPE_DATA), [f], () => {
-      q.pageBuffersInFlight--;
-      this.memory.free(pfns);
-    });
+    const tx = new TxSend(this);
+    tx.frames.push(f);
+    tx.queue = q;
+    tx.pfns = pfns;
+    this.track(this.sendPageBuffer(q.channel, msg, pfns, NVSP_RNDIS_CHANNEL_TYPE_DATA), tx);
   }
 
   /**
@@ -855,35 +958,51 @@ export class NetvscDriver implements VmbusDriver, Nic {
   }
 
   /** Settles the frames of one SEND_RNDIS_PKT when its completion (or failure) arrives. */
-  private track(q: NetvscQueue, sent: Promise<Completion>, frames: readonly TxFrame[], release: () => void): void {
-    sent
-      .then(
-        (c) => {
-          const status = sendCompletionStatus(c.data);
-          for (const f of frames) {
-            if (status === NVSP_STAT_SUCCESS) {
-              this.stats.tx.packets++;
-              this.stats.tx.bytes += f.frame.length;
-              f.resolve();
-            } else {
-              this.stats.tx.drops++;
-              f.reject(new NetvscSendError(this.nicName, status));
-            }
-          }
-        },
-        (e: unknown) => {
-          for (const f of frames) {
+  private track(sent: Promise<Completion>, tx: TxSend): void {
+    sent.then(tx.onCompleted, tx.onFailed);
+  }
+
+  /**
+   * @internal The host completed `tx` with `status`, or it failed with
+   * `error` (status −1): its frames settle, then its section or pages are
+   * given back and the queue may wake. A throw here is a simulator bug; it
+   * surfaces in the run.
+   */
+  txCompleted(tx: TxSend, status: number, error: unknown): void {
+    const q = tx.queue as NetvscQueue;
+    try {
+      try {
+        const frames = tx.frames;
+        for (let i = 0; i < frames.length; i++) {
+          const f = frames[i] as TxFrame;
+          if (status === -1) {
             this.stats.tx.drops++;
-            f.reject(this.removedReason !== null ? new NetvscRemovedError(`send of a ${f.frame.length}-byte frame`, this.nicName, `${this.removedReason} (${errorText(e)})`) : e);
+            f.reject(this.removedReason !== null ? new NetvscRemovedError(`send of a ${f.frame.length}-byte frame`, this.nicName, `${this.removedReason} (${errorText(error)})`) : error);
+          } else if (status === NVSP_STAT_SUCCESS) {
+            this.stats.tx.packets++;
+            this.stats.tx.bytes += f.frame.length;
+            f.resolve();
+          } else {
+            this.stats.tx.drops++;
+            f.reject(new NetvscSendError(this.nicName, status));
           }
-        },
-      )
-      .finally(() => {
+        }
+      } finally {
+        // The section's next send reuses these; drop the frames first.
+        tx.frames.length = 0;
+        tx.queue = null;
         q.inFlight--;
-        release();
+        if (tx.section >= 0) {
+          this.sections?.release(tx.section);
+        } else {
+          q.pageBuffersInFlight--;
+          this.memory.free(tx.pfns as number[]);
+        }
         this.maybeWake(q);
-      })
-      .catch((e: unknown) => this.sim.scheduler.reportError(`${this.nicName} transmit completion`, e));
+      }
+    } catch (e) {
+      this.sim.scheduler.reportError(`${this.nicName} transmit completion`, e);
+    }
   }
 
   // ---- receive (§11.2) ----------------------------------------------------------------------
@@ -930,55 +1049,95 @@ export class NetvscDriver implements VmbusDriver, Nic {
    * drop the packet without a completion, as Linux does.
    */
   private onReceiveIndication(p: IncomingPacket, ch: GuestChannel): void {
-    const data = p.data();
-    if (data.length < 4 || p.view.getUint32(p.dataOffset, true) !== NVSP_MSG1_TYPE_SEND_RNDIS_PKT) {
+    const v = p.view;
+    const hdrEnd = p.dataOffset;
+    if (p.length - hdrEnd < 4 || v.getUint32(hdrEnd, true) !== NVSP_MSG1_TYPE_SEND_RNDIS_PKT) {
       this.driverStats.droppedPackets++;
       return;
     }
-    let ranges: { byteCount: number; byteOffset: number }[];
-    try {
-      const h = decodeXferPages(p);
-      if (h.xferPagesetId !== NETVSC_RECEIVE_BUFFER_ID) {
-        this.driverStats.droppedPackets++;
-        return;
-      }
-      ranges = h.ranges;
-    } catch (e) {
-      if (!(e instanceof VmbusSimError)) throw e;
+    // The transfer-page header (`decodeXferPages`' rules): a range count the
+    // header cannot hold, or another page set, drops the packet.
+    if (hdrEnd < XFER.ranges) {
       this.driverStats.droppedPackets++;
       return;
+    }
+    const n = v.getUint32(XFER.range_cnt, true);
+    if (n > Math.floor((hdrEnd - XFER.ranges) / XFER.RANGE_SIZE) || n > MAX_XFER_RANGES || v.getUint16(XFER.xfer_pageset_id, true) !== NETVSC_RECEIVE_BUFFER_ID) {
+      this.driverStats.droppedPackets++;
+      return;
+    }
+    // All ranges out of the packet before any is handled: listeners run in between.
+    if (this.rxRanges.length < 2 * n) this.rxRanges = new Uint32Array(2 * n);
+    const ranges = this.rxRanges;
+    for (let i = 0; i < n; i++) {
+      const o = XFER.ranges + i * XFER.RANGE_SIZE;
+      ranges[2 * i] = v.getUint32(o, true);
+      ranges[2 * i + 1] = v.getUint32(o + 4, true);
     }
     this.driverStats.rxIndications++;
-    const transId = p.transId;
+    const transId = p.transIdHi < 0x200000 ? p.transIdNumber : p.transId;
     let status = NVSP_STAT_SUCCESS;
     const bufferBytes = this.recvPages * PAGE_SIZE;
-    for (const r of ranges) {
+    for (let i = 0; i < n; i++) {
+      const byteCount = ranges[2 * i] as number;
+      const byteOffset = ranges[2 * i + 1] as number;
       // A range outside the buffer would read memory the host never wrote for us.
-      if (this.recvFirstPfn < 0 || r.byteCount > bufferBytes || r.byteOffset > bufferBytes - r.byteCount) {
+      if (this.recvFirstPfn < 0 || byteCount > bufferBytes || byteOffset > bufferBytes - byteCount) {
         this.driverStats.rxMalformed++;
         this.stats.rx.drops++;
         status = NVSP_STAT_FAIL;
         continue;
       }
-      const gpa = this.recvBufferGpa + r.byteOffset;
-      if (!this.onRndisMessage(this.memory.u8.subarray(gpa, gpa + r.byteCount))) status = NVSP_STAT_FAIL;
+      if (!this.onReceiveRange(this.recvBufferGpa + byteOffset, byteCount)) status = NVSP_STAT_FAIL;
     }
     this.completeReceive(ch, transId, status);
   }
 
   /** `send_recv_completions`: {108, status} (8 bytes) with the transfer packet's id, batched into the drain's one commit. */
-  private completeReceive(ch: GuestChannel, transId: bigint, status: number): void {
-    const payload = encodeNvspMessage({ kind: "send_rndis_pkt_complete", status }, { size: NVSP_RECV_COMPLETION_SIZE });
+  private completeReceive(ch: GuestChannel, transId: number | bigint, status: number): void {
+    const payload = status === NVSP_STAT_SUCCESS ? RECV_COMPLETION_SUCCESS : status === NVSP_STAT_FAIL ? RECV_COMPLETION_FAIL : recvCompletion(status);
     this.driverStats.rxCompletions++;
     const ep = ch.endpoint;
     try {
-      if (ep !== null && ep.tryWrite((w) => w.writeCompletion(transId, payload))) return;
+      if (ep !== null) {
+        this.rxCompletionId = transId;
+        this.rxCompletionPayload = payload;
+        if (ep.tryWrite(this.writeRxCompletion)) return;
+      }
     } catch (e) {
       if (!(e instanceof VmbusSimError)) throw e;
       return;
     }
     // Ring full (or senders waiting): queue it behind them, in order.
     ch.sendCompletion(transId, payload).catch(() => undefined);
+  }
+
+  /**
+   * One range of the receive buffer (inside it, checked): a PACKET is
+   * copied, checked and delivered here; any other message, or a PACKET the
+   * checks refuse, goes through the full decoder, which gives the verdict.
+   */
+  private onReceiveRange(gpa: number, byteCount: number): boolean {
+    const u8 = this.memory.u8;
+    if (byteCount > RX_COPY_MAX) return this.onRndisMessage(u8.subarray(gpa, gpa + byteCount));
+    // The host may rewrite its buffer at any time: the message is copied
+    // once, checked and read only in the copy, and the frame a listener gets
+    // is a view of the copy's frame bytes (nothing writes them again).
+    const arena = this.rxCopies;
+    const at = arena.reserve(byteCount);
+    arena.bytes.set(u8.subarray(gpa, gpa + byteCount), at);
+    const scan = this.rxScan;
+    if (!scanRndisPacket(arena.dataView, at, byteCount, scan)) {
+      arena.unreserve(at);
+      return this.onRndisMessage(u8.subarray(gpa, gpa + byteCount));
+    }
+    // A valid PACKET after removal is dropped, uncounted, as `deliver` does.
+    if (this.removedReason !== null) {
+      arena.unreserve(at);
+      return true;
+    }
+    this.deliver(arena.view(scan.dataStart, scan.dataLength));
+    return true;
   }
 
   /** One RNDIS message of the receive buffer; false when it was dropped as malformed. */
@@ -1028,7 +1187,10 @@ export class NetvscDriver implements VmbusDriver, Nic {
     if (this.removedReason !== null) return;
     this.stats.rx.packets++;
     this.stats.rx.bytes += frame.length;
-    for (const l of [...this.rxListeners]) {
+    // A snapshot: listeners added or removed by a listener take effect from the next frame.
+    const listeners = this.rxListenerList;
+    for (let i = 0; i < listeners.length; i++) {
+      const l = listeners[i] as (frame: Uint8Array) => void;
       try {
         l(frame);
       } catch (e) {
@@ -1160,6 +1322,31 @@ function u32Bytes(v: number): Uint8Array {
   return out;
 }
 
+/** Largest message the receive path copies itself; longer ones (never from a well-behaved host) take the decoder's own copy. */
+const RX_COPY_MAX = 64 * 1024;
+/** `decodeXferPages`' default limit on a transfer-page packet's ranges. */
+const MAX_XFER_RANGES = 4096;
+
+function recvCompletion(status: number): Uint8Array {
+  return encodeNvspMessage({ kind: "send_rndis_pkt_complete", status }, { size: NVSP_RECV_COMPLETION_SIZE });
+}
+
+/** The two receive completions Linux sends, encoded once; never modified (the ring writer only reads them). */
+const RECV_COMPLETION_SUCCESS = recvCompletion(NVSP_STAT_SUCCESS);
+const RECV_COMPLETION_FAIL = recvCompletion(NVSP_STAT_FAIL);
+
+/** Little-endian u32 into `bytes` at `at`. */
+function setU32(bytes: Uint8Array, at: number, value: number): void {
+  bytes[at] = value & 0xff;
+  bytes[at + 1] = (value >>> 8) & 0xff;
+  bytes[at + 2] = (value >>> 16) & 0xff;
+  bytes[at + 3] = value >>> 24;
+}
+
+function getU32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16) | ((bytes[at + 3] as number) << 24)) >>> 0;
+}
+
 function bytesType(bytes: Uint8Array): number {
   return bytes.length >= 4 ? new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true) : 0;
 }
@@ -1167,9 +1354,10 @@ function bytesType(bytes: Uint8Array): number {
 /** The status of a SEND_RNDIS_PKT_COMPLETE ({108, status}); FAIL for anything else. */
 function sendCompletionStatus(data: Uint8Array): number {
   if (data.length < 8) return NVSP_STAT_FAIL;
-  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  return v.getUint32(0, true) === NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE ? v.getUint32(4, true) : NVSP_STAT_FAIL;
+  return getU32(data, 0) === NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE ? getU32(data, 4) : NVSP_STAT_FAIL;
 }
+
+function noop(): void {}
 
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

@@ -57,9 +57,6 @@ export class SendSectionPool {
  */
 export function flowHash(frame: Uint8Array): number {
   let h = 0x811c9dc5;
-  const mix = (from: number, to: number): void => {
-    for (let i = from; i < to && i < frame.length; i++) h = Math.imul(h ^ (frame[i] as number), 0x01000193);
-  };
   let l3 = 14;
   let type = ((frame[12] ?? 0) << 8) | (frame[13] ?? 0);
   if (type === ETH_P_8021Q) {
@@ -69,14 +66,21 @@ export function flowHash(frame: Uint8Array): number {
   if (type === ETH_P_IP && frame.length >= l3 + 20) {
     const ihl = ((frame[l3] as number) & 0x0f) * 4;
     const proto = frame[l3 + 9] as number;
-    mix(l3 + 9, l3 + 10);
-    mix(l3 + 12, l3 + 20);
+    h = fnvMix(h, frame, l3 + 9, l3 + 10);
+    h = fnvMix(h, frame, l3 + 12, l3 + 20);
     const fragmented = ((((frame[l3 + 6] as number) & 0x3f) << 8) | (frame[l3 + 7] as number)) !== 0;
-    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && !fragmented && frame.length >= l3 + ihl + 4) mix(l3 + ihl, l3 + ihl + 4);
+    if ((proto === IPPROTO_TCP || proto === IPPROTO_UDP) && !fragmented && frame.length >= l3 + ihl + 4) h = fnvMix(h, frame, l3 + ihl, l3 + ihl + 4);
   } else {
-    mix(0, 12);
+    h = fnvMix(h, frame, 0, 12);
   }
   return h >>> 0;
+}
+
+/** FNV-1a steps over `frame[from, to)` (stopping at its end). */
+function fnvMix(h: number, frame: Uint8Array, from: number, to: number): number {
+  const end = Math.min(to, frame.length);
+  for (let i = from; i < end; i++) h = Math.imul(h ^ (frame[i] as number), 0x01000193);
+  return h;
 }
 
 /** Linux `rndis_set_subchannel`: before the host sends its own, entry i = i mod queues. */

@@ -73,6 +73,8 @@ import {
   type IncomingPacket,
   type PagedView,
   type Simulation,
+  type Timer,
+  type TransId,
   type VmContext,
   type VmbusServer,
   type XferPageRange,
@@ -105,6 +107,7 @@ import {
   NETVSC_INVALID_INDEX,
   NETVSC_HASH_KEYLEN,
   ITAB_NUM,
+  NVSP_MSG1_TYPE_SEND_RNDIS_PKT,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE,
   NVSP_OPENVMM_MAX_MDL_CHAIN_LEN,
   NVSP_PROTOCOL_VERSION_1,
@@ -208,6 +211,8 @@ import {
   type RndisPpi,
 } from "../protocol/index.js";
 import { utf16le } from "../protocol/bytes.js";
+import { FrameArena } from "../protocol/frame-arena.js";
+import { RndisPacketScan, rndisPacketLength, scanRndisPacket, writeRndisPacketInto } from "../protocol/rndis-fast.js";
 import { NETWORK_SWITCHES, type SwitchPort, type SwitchRegistry } from "./virtual-switch.js";
 
 // ---------------------------------------------------------------------------
@@ -367,6 +372,14 @@ interface ReceiveBuffer {
   readonly id: number;
   readonly subAllocSize: number;
   readonly count: number;
+  /**
+   * When the GPADL's pages are adjacent in guest memory (Linux allocates
+   * the buffer that way): its live bytes (`PagedView.span`) and a DataView
+   * of them, so that a message is written in place. Null otherwise (the
+   * view's `write` handles any page list).
+   */
+  readonly bytes: Uint8Array | null;
+  readonly dataView: DataView | null;
 }
 
 interface SendBuffer {
@@ -382,14 +395,68 @@ class QueueWorker {
   /** Transfer-page packets the guest has not completed: trans id → sub-allocation ids. */
   readonly inflight = new Map<number, number[]>();
   pending: Uint8Array[] = [];
+  /** RSS hash of each pending frame as `receiveFrame` computed it (−1: none), valid while the key is `pendingHashKey`. */
+  pendingHashes: number[] = [];
+  pendingHashKey: Uint8Array | null = null;
   flushScheduled = false;
+  /** @internal The batch flush of this instant's frames (armed only while `flushScheduled` is false). */
+  rxTimer: Timer | null = null;
   rxFrames = 0;
   txFrames = 0;
+  /** (start, length) of each frame found in the packet being transmitted. */
+  txSpans = new Uint32Array(2 * RNDIS_MAX_PKT_DEFAULT);
+  /** Transfer-page ranges of a data indication, reused (written into the ring at once or dropped). */
+  readonly rxRangePool: { byteOffset: number; byteCount: number }[] = [];
+  readonly rxRanges: XferPageRange[] = [];
+  /** The completion `writeReply` writes; set just before the synchronous `tryWrite`. */
+  replyId: TransId = 0;
+  replyBytes: Uint8Array = new Uint8Array(0);
+  readonly writeReply = (wr: RingWriter): boolean => wr.writeCompletion(this.replyId, this.replyBytes);
 
   constructor(readonly channel: HostChannel) {}
 
   get queue(): number {
     return this.channel.subchannelIndex;
+  }
+}
+
+/**
+ * The free data sub-allocation ids, first in first out (the order decides
+ * which slot the next frame lands in, so it is part of what the guest sees).
+ */
+class IdQueue {
+  private ids = new Int32Array(64);
+  private head = 0;
+  private size = 0;
+
+  static range(from: number, to: number): IdQueue {
+    const q = new IdQueue();
+    for (let id = from; id < to; id++) q.push(id);
+    return q;
+  }
+
+  get length(): number {
+    return this.size;
+  }
+
+  push(id: number): void {
+    if (this.size === this.ids.length) {
+      const grown = new Int32Array(2 * this.ids.length);
+      for (let i = 0; i < this.size; i++) grown[i] = this.ids[(this.head + i) % this.ids.length] as number;
+      this.ids = grown;
+      this.head = 0;
+    }
+    this.ids[(this.head + this.size) % this.ids.length] = id;
+    this.size++;
+  }
+
+  /** The oldest id, or −1 when none is free. */
+  shift(): number {
+    if (this.size === 0) return -1;
+    const id = this.ids[this.head] as number;
+    this.head = this.head + 1 === this.ids.length ? 0 : this.head + 1;
+    this.size--;
+    return id;
   }
 }
 
@@ -414,7 +481,7 @@ export class NetvspDevice implements HostChannelHandler {
   private recv: ReceiveBuffer | null = null;
   private send: SendBuffer | null = null;
   private freeControl: number[] = [];
-  private freeData: number[] = [];
+  private freeData = new IdQueue();
   private controlQueue: Uint8Array[] = [];
   private controlQueueBytes = 0;
   private rndisStateValue: RndisState = "initializing";
@@ -425,6 +492,29 @@ export class NetvspDevice implements HostChannelHandler {
   private rssEnabled = false;
   private rssTable: number[] = [];
   private rssKey: Uint8Array = netvscDefaultHashKey();
+  /** Toeplitz lookup table of `rssKey`, built on first use after the key changed. */
+  private rssKeyTable: ToeplitzTable | null = null;
+  /** The open worker of each queue number (the first in `workers` order), for RSS. */
+  private queueWorkers: (QueueWorker | undefined)[] = [];
+  /** RNDIS PACKETs for a receive buffer that is not one run of pages are built here, then copied in through its view. */
+  private rxBytes = new Uint8Array(NETVSP_RX_HEADER_ROOM + NETVSP_DEFAULT_MTU + ETH_HLEN + NETVSP_RX_FOOTER);
+  private rxView = new DataView(this.rxBytes.buffer);
+  private readonly txScan = new RndisPacketScan();
+  /**
+   * The host's copies of the RNDIS bytes of each SEND_RNDIS_PKT (send-buffer
+   * section, then GPA ranges), made before any byte is checked: the guest
+   * can rewrite its buffers at any moment. The frames of a valid packet go
+   * to the switch as views of this copy (`sendOwned`); nothing writes it
+   * again. One arena for all queues: a packet is gathered, checked and sent
+   * in one synchronous call.
+   */
+  private readonly txCopies = new FrameArena();
+  /** NVSP messages this host sends over and over, encoded once for the version they were made for. */
+  private encodedFor = -1;
+  private pktCompleteSuccess: Uint8Array = new Uint8Array(0);
+  private pktCompleteFail: Uint8Array = new Uint8Array(0);
+  private indicationData: Uint8Array = new Uint8Array(0);
+  private indicationControl: Uint8Array = new Uint8Array(0);
   private requestedSubchannels = 0;
   private sendTableSent = false;
   private primary: QueueWorker | null = null;
@@ -440,7 +530,10 @@ export class NetvspDevice implements HostChannelHandler {
     this.config = validateNetvspConfig(config);
     this.linkUpValue = this.config.linkUp;
     this.currentMac = this.config.mac.slice();
-    this.port = switches.get(this.config.switch).attach(`${vm.name}/${formatMac(this.config.mac)}`, (f) => this.receiveFrame(f));
+    this.port = switches.get(this.config.switch).attach(`${vm.name}/${formatMac(this.config.mac)}`, (f) => this.receiveFrame(f), {
+      // receiveFrame only counts, queues and arms this instant's batch flush.
+      synchronous: true,
+    });
   }
 
   get nvspVersion(): number | null {
@@ -498,7 +591,9 @@ export class NetvspDevice implements HostChannelHandler {
       this.reset();
       this.primary = w;
     }
+    w.rxTimer = this.sim.scheduler.timer(`netvsp ${channel.name} rx`, () => this.flushRx(w));
     this.workers.set(channel, w);
+    this.indexQueues();
     channel.onPacket((p) => this.onPacket(w, p));
     if (channel.subchannelIndex !== 0) this.maybeSendIndirectionTable();
   }
@@ -508,6 +603,7 @@ export class NetvspDevice implements HostChannelHandler {
     if (w === undefined) return;
     w.closed = true;
     this.workers.delete(channel);
+    this.indexQueues();
     if (channel.failed && !w.failedByUs) {
       // Ring corruption found by the channel layer.
       this.counters.channelsFailed++;
@@ -523,13 +619,19 @@ export class NetvspDevice implements HostChannelHandler {
     w.inflight.clear();
   }
 
+  private indexQueues(): void {
+    const byQueue: (QueueWorker | undefined)[] = [];
+    for (const w of this.workers.values()) if (!w.closed && byQueue[w.queue] === undefined) byQueue[w.queue] = w;
+    this.queueWorkers = byQueue;
+  }
+
   private reset(): void {
     this.nvspVersionValue = null;
     this.seen = new Set();
     this.recv = null;
     this.send = null;
     this.freeControl = [];
-    this.freeData = [];
+    this.freeData = new IdQueue();
     this.controlQueue = [];
     this.controlQueueBytes = 0;
     this.rndisStateValue = "initializing";
@@ -585,6 +687,7 @@ export class NetvspDevice implements HostChannelHandler {
     if (p.type !== VM_PKT_DATA_INBAND && p.type !== VM_PKT_DATA_USING_GPA_DIRECT) {
       throw this.fatal(w, "packet type", p.type, "is none of VM_PKT_DATA_INBAND (6), VM_PKT_DATA_USING_GPA_DIRECT (9), VM_PKT_COMP (11)");
     }
+    if (this.takeData(w, p)) return;
     // Unknown types, types newer than the version and host-only types are
     // fatal (§14): their layout was never agreed on.
     const msg = decodeNvspMessage(p.data(), { sender: "guest", ...(this.nvspVersionValue !== null ? { version: this.nvspVersionValue } : {}) });
@@ -618,7 +721,7 @@ export class NetvspDevice implements HostChannelHandler {
         // §13.8 removal: stop indicating; no completion.
         this.recv = null;
         this.freeControl = [];
-        this.freeData = [];
+        this.freeData = new IdQueue();
         return;
       case "revoke_send_buf":
         this.send = null;
@@ -640,6 +743,62 @@ export class NetvspDevice implements HostChannelHandler {
       default:
         throw this.fatal(w, "msg_type", name, "is not a message this host handles");
     }
+  }
+
+  /**
+   * The data path: SEND_RNDIS_PKT with channel type 0, read in place from
+   * the packet (the reader's private copy). It takes only what
+   * `decodeNvspMessage` accepts with no further question — type 107 exists
+   * in every version and is a guest's, 16 bytes hold its body, a size
+   * without a section is refused — and is legal on any channel after INIT;
+   * for anything else it returns false and the message is decoded in full.
+   */
+  private takeData(w: QueueWorker, p: IncomingPacket): boolean {
+    if (this.nvspVersionValue === null) return false;
+    const off = p.dataOffset;
+    if (p.length - off < NVSP_SEND_RNDIS_PKT_SIZE) return false;
+    const v = p.view;
+    if (v.getUint32(off, true) !== NVSP_MSG1_TYPE_SEND_RNDIS_PKT || v.getUint32(off + 4, true) !== NVSP_RNDIS_CHANNEL_TYPE_DATA) return false;
+    const index = v.getUint32(off + 8, true);
+    const size = v.getUint32(off + 12, true);
+    if (index === NETVSC_INVALID_INDEX && size !== 0) return false;
+    const counts = this.counters.nvsp;
+    counts[SEND_RNDIS_PKT_NAME] = (counts[SEND_RNDIS_PKT_NAME] ?? 0) + 1;
+    this.sendRndisPacket(w, p, NVSP_RNDIS_CHANNEL_TYPE_DATA, index, size, (p.flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED) !== 0);
+    return true;
+  }
+
+  /**
+   * SEND_RNDIS_PKT_COMPLETE {status} in this version's size. The two
+   * statuses the data path answers are encoded once per version; the
+   * arrays are shared by every reply and never written to (the ring writer
+   * copies them).
+   */
+  private rndisPktComplete(status: number): Uint8Array {
+    this.encodeRepeated();
+    if (status === NVSP_STAT_SUCCESS) return this.pktCompleteSuccess;
+    if (status === NVSP_STAT_FAIL) return this.pktCompleteFail;
+    return this.nvsp({ kind: "send_rndis_pkt_complete", status });
+  }
+
+  /** The payload of a transfer-page packet: SEND_RNDIS_PKT {channel type, no section} (shared like `rndisPktComplete`'s). */
+  private indicationPayload(channelType: number): Uint8Array {
+    this.encodeRepeated();
+    if (channelType === NVSP_RNDIS_CHANNEL_TYPE_DATA) return this.indicationData;
+    if (channelType === NVSP_RNDIS_CHANNEL_TYPE_CONTROL) return this.indicationControl;
+    return this.nvsp({ kind: "send_rndis_pkt", channelType, sendBufferSectionIndex: NETVSC_INVALID_INDEX, sendBufferSectionSize: 0 });
+  }
+
+  private encodeRepeated(): void {
+    const version = this.nvspVersionValue ?? NVSP_PROTOCOL_VERSION_1;
+    if (this.encodedFor === version) return;
+    this.encodedFor = version;
+    this.pktCompleteSuccess = this.nvsp({ kind: "send_rndis_pkt_complete", status: NVSP_STAT_SUCCESS });
+    this.pktCompleteFail = this.nvsp({ kind: "send_rndis_pkt_complete", status: NVSP_STAT_FAIL });
+    const indication = (channelType: number): Uint8Array =>
+      this.nvsp({ kind: "send_rndis_pkt", channelType, sendBufferSectionIndex: NETVSC_INVALID_INDEX, sendBufferSectionSize: 0 });
+    this.indicationData = indication(NVSP_RNDIS_CHANNEL_TYPE_DATA);
+    this.indicationControl = indication(NVSP_RNDIS_CHANNEL_TYPE_CONTROL);
   }
 
   /** NVSP message in the host's size for the negotiated version (28 below v6.1, 40 from it). */
@@ -691,9 +850,11 @@ export class NetvspDevice implements HostChannelHandler {
     if (count <= NETVSP_RX_RESERVED_CONTROL_BUFFERS) {
       status = NVSP_STAT_FAIL;
     } else {
-      this.recv = { view, id, subAllocSize, count };
+      const bytes = view.contiguous && view.length > 0 ? view.span(0, view.length) : null;
+      const dataView = bytes === null ? null : new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      this.recv = { view, id, subAllocSize, count, bytes, dataView };
       this.freeControl = Array.from({ length: NETVSP_RX_RESERVED_CONTROL_BUFFERS }, (_, i) => i);
-      this.freeData = Array.from({ length: count - NETVSP_RX_RESERVED_CONTROL_BUFFERS }, (_, i) => i + NETVSP_RX_RESERVED_CONTROL_BUFFERS);
+      this.freeData = IdQueue.range(NETVSP_RX_RESERVED_CONTROL_BUFFERS, count);
     }
     if (!wantsReply) return;
     const sections = status === NVSP_STAT_SUCCESS ? [{ offset: 0, subAllocSize, numSubAllocs: count, endOffset: subAllocSize * count }] : [];
@@ -758,22 +919,33 @@ export class NetvspDevice implements HostChannelHandler {
       // §10: RNDIS needs the receive buffer (its answers go there).
       throw this.fatal(w, "msg_type", "SEND_RNDIS_PKT", "arrived before SEND_RECV_BUF");
     }
-    const bytes = this.gather(w, p, index, size);
+    const length = this.gather(w, p, index, size);
+    const at = this.txAt;
     if (channelType === NVSP_RNDIS_CHANNEL_TYPE_CONTROL) {
       if (w !== this.primary) throw this.fatal(w, "channel_type", channelType, "control messages are legal on the primary channel only");
+      const bytes = this.txCopies.bytes.slice(at, at + length);
+      this.txCopies.unreserve(at);
       const status = this.control(w, bytes);
-      if (wantsReply) this.reply(w, p.transId, this.nvsp({ kind: "send_rndis_pkt_complete", status }));
+      if (wantsReply) this.reply(w, packetTransId(p), this.rndisPktComplete(status));
       return;
     }
     this.counters.txPackets++;
-    const status = this.transmit(w, bytes);
+    const status = this.transmit(w, at, length);
     if (status !== NVSP_STAT_SUCCESS) this.counters.txPacketsFailed++;
-    if (wantsReply) this.reply(w, p.transId, this.nvsp({ kind: "send_rndis_pkt_complete", status }));
+    if (wantsReply) this.reply(w, packetTransId(p), this.rndisPktComplete(status));
   }
 
-  /** The RNDIS bytes of a SEND_RNDIS_PKT: the section's used bytes, then the GPA ranges (§14 OV). */
-  private gather(w: QueueWorker, p: IncomingPacket, index: number, size: number): Uint8Array {
-    const parts: Uint8Array[] = [];
+  /** Where `gather` put the bytes (in `txCopies`' current chunk). */
+  private txAt = 0;
+
+  /**
+   * Copies the RNDIS bytes of a SEND_RNDIS_PKT — the section's used bytes,
+   * then the GPA ranges (§14 OV) — into `txCopies` (at `txAt`) and returns
+   * their length. Every reference is checked before a byte is copied.
+   */
+  private gather(w: QueueWorker, p: IncomingPacket, index: number, size: number): number {
+    let sectionBytes = 0;
+    let section: SendBuffer | null = null;
     if (index !== NETVSC_INVALID_INDEX) {
       const sb = this.send;
       if (sb === null) throw this.fatal(w, "send_buf_section_index", index, "names a section but no send buffer was given");
@@ -781,35 +953,100 @@ export class NetvspDevice implements HostChannelHandler {
       if (size === 0 || size > NETVSP_SEND_SECTION_SIZE) {
         throw this.fatal(w, "send_buf_section_size", size, `must be in [1, ${NETVSP_SEND_SECTION_SIZE}]`);
       }
-      parts.push(sb.view.read(index * NETVSP_SEND_SECTION_SIZE, size));
+      section = sb;
+      sectionBytes = size;
     }
+    let views: PagedView[] | null = null;
+    let total = sectionBytes;
     if (p.type === VM_PKT_DATA_USING_GPA_DIRECT) {
-      const r = w.ranges.parse(p);
-      const list = r.toRanges();
+      const list = w.ranges.parse(p).toRanges();
+      views = [];
       for (let i = 0; i < list.length; i++) {
         const range = list[i];
         if (range === undefined) continue;
         // Outside guest memory → GpadlAccessError → fatal.
-        parts.push(w.channel.gpaRange(range, `SEND_RNDIS_PKT range ${i}`).read(0, range.byteCount));
+        const view = w.channel.gpaRange(range, `SEND_RNDIS_PKT range ${i}`);
+        views.push(view);
+        total += view.length;
       }
     }
-    if (parts.length === 1) return parts[0] ?? new Uint8Array(0);
-    const total = parts.reduce((n, b) => n + b.length, 0);
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const b of parts) {
-      out.set(b, at);
-      at += b.length;
+    const arena = this.txCopies;
+    const at = arena.reserve(total);
+    this.txAt = at;
+    if (section !== null) section.view.readInto(index * NETVSP_SEND_SECTION_SIZE, arena.bytes, at, sectionBytes);
+    if (views !== null) {
+      let to = at + sectionBytes;
+      for (const view of views) {
+        view.readInto(0, arena.bytes, to, view.length);
+        to += view.length;
+      }
     }
-    return out;
+    return total;
   }
 
   private countRndis(kind: string): void {
     this.counters.rndis[kind] = (this.counters.rndis[kind] ?? 0) + 1;
   }
 
-  /** §13.2 / §14: every message must be a valid PACKET; then the frames go to the switch. */
-  private transmit(w: QueueWorker, bytes: Uint8Array): number {
+  /**
+   * §13.2 / §14: every message of the gathered bytes must be a valid
+   * PACKET; then the frames go to the switch. Checked in place first (no
+   * side effect until all pass); a message that is not a plain valid PACKET
+   * (another type, a rule broken, OOB data, a VLAN record to apply) sends
+   * the whole packet through the decoder, which counts and answers exactly
+   * as it always did.
+   */
+  private transmit(w: QueueWorker, at: number, length: number): number {
+    const arena = this.txCopies;
+    const bytes = arena.bytes;
+    const scan = this.txScan;
+    const maxUntagged = this.config.mtu + ETH_HLEN;
+    const end = at + length;
+    let spans = w.txSpans;
+    let n = 0;
+    let p = at;
+    while (p < end) {
+      if (!scanRndisPacket(arena.dataView, p, end - p, scan)) break;
+      if (scan.oobDataLength !== 0 || scan.numOobDataElements !== 0 || scan.vcHandle !== 0 || scan.hasVlanPpi) break;
+      const start = scan.dataStart;
+      const len = scan.dataLength;
+      const tagged = len >= ETH_HLEN && bytes[start + 12] === ETH_P_8021Q >> 8 && bytes[start + 13] === (ETH_P_8021Q & 0xff);
+      if (len < ETH_HLEN || len > maxUntagged + (tagged ? VLAN_HLEN : 0)) break;
+      if (2 * n + 2 > spans.length) {
+        const grown = new Uint32Array(2 * spans.length);
+        grown.set(spans);
+        spans = w.txSpans = grown;
+      }
+      spans[2 * n] = start;
+      spans[2 * n + 1] = len;
+      n++;
+      p += scan.msgLen;
+    }
+    if (p !== end || length === 0) {
+      const copy = bytes.slice(at, end);
+      arena.unreserve(at);
+      return this.transmitDecoded(w, copy);
+    }
+    const c = this.counters;
+    c.rndis["packet"] = (c.rndis["packet"] ?? 0) + n;
+    const port = this.port;
+    port.beginBurst();
+    try {
+      for (let i = 0; i < n; i++) {
+        const len = spans[2 * i + 1] as number;
+        c.txFrames++;
+        c.txBytes += len;
+        w.txFrames++;
+        port.sendOwned(arena.view(spans[2 * i] as number, len));
+      }
+    } finally {
+      port.endBurst();
+    }
+    return NVSP_STAT_SUCCESS;
+  }
+
+  /** `transmit` by the full decoder, for what the in-place check did not take. */
+  private transmitDecoded(w: QueueWorker, bytes: Uint8Array): number {
     const frames: Uint8Array[] = [];
     try {
       if (bytes.length === 0) throw new ProtocolError("RNDIS", "SEND_RNDIS_PKT data length", 0, "must hold at least one RNDIS message");
@@ -825,11 +1062,16 @@ export class NetvspDevice implements HostChannelHandler {
       return NVSP_STAT_FAIL;
     }
     const c = this.counters;
-    for (const f of frames) {
-      c.txFrames++;
-      c.txBytes += f.length;
-      w.txFrames++;
-      this.port.send(f);
+    this.port.beginBurst();
+    try {
+      for (const f of frames) {
+        c.txFrames++;
+        c.txBytes += f.length;
+        w.txFrames++;
+        this.port.send(f);
+      }
+    } finally {
+      this.port.endBurst();
     }
     return NVSP_STAT_SUCCESS;
   }
@@ -1160,18 +1402,27 @@ export class NetvspDevice implements HostChannelHandler {
       c.drops.filtered++;
       return;
     }
-    const hash = this.rssEnabled ? rssHash(this.rssKey, frame) : null;
+    const hash = this.rssEnabled ? rssHashWith(this.toeplitzTable(), frame) : -1;
     const w = this.pickQueue(hash);
     if (w.pending.length >= NETVSP_RX_PENDING_MAX) {
       c.drops["queue-full"]++;
       return;
     }
+    if (w.pending.length === 0) w.pendingHashKey = this.rssKey;
     w.pending.push(frame);
+    w.pendingHashes.push(hash);
     if (!w.flushScheduled) {
       w.flushScheduled = true;
       // Batch every frame that reaches this queue at this virtual instant.
-      this.sim.scheduler.schedule(0, () => this.flushRx(w), `netvsp ${w.channel.name} rx`);
+      (w.rxTimer as Timer).arm(0);
     }
+  }
+
+  /** The Toeplitz table of the current key (keys change only by an RSS SET, which replaces the array). */
+  private toeplitzTable(): ToeplitzTable {
+    let t = this.rssKeyTable;
+    if (t === null || t.key !== this.rssKey) t = this.rssKeyTable = new ToeplitzTable(this.rssKey);
+    return t;
   }
 
   /** §13.6: directed to our MAC, broadcast, multicast (no list support: MULTICAST acts as ALL_MULTICAST), promiscuous. */
@@ -1191,45 +1442,72 @@ export class NetvspDevice implements HostChannelHandler {
     return (f & (NDIS_PACKET_TYPE_MULTICAST | NDIS_PACKET_TYPE_ALL_MULTICAST)) !== 0;
   }
 
-  private pickQueue(hash: number | null): QueueWorker {
+  /** The queue for an RSS hash (−1: none → the primary). */
+  private pickQueue(hash: number): QueueWorker {
     const pw = this.primary as QueueWorker;
-    if (hash === null || this.rssTable.length === 0) return pw;
+    if (hash < 0 || this.rssTable.length === 0) return pw;
     const q = this.rssTable[hash & (ITAB_NUM - 1)] ?? 0;
     if (q === 0) return pw;
-    for (const w of this.workers.values()) if (w.queue === q && !w.closed) return w;
-    return pw;
+    return this.queueWorkers[q] ?? pw;
   }
 
   private flushRx(w: QueueWorker): void {
     w.flushScheduled = false;
     const frames = w.pending;
+    const hashes = w.pendingHashes;
+    // The hashes taken at arrival hold if the key is still the one they were taken with.
+    const hashesValid = w.pendingHashKey === this.rssKey;
     w.pending = [];
+    w.pendingHashes = [];
     const r = this.recv;
     const c = this.counters;
     if (w.closed || r === null || this.rndisStateValue !== "operational") {
       c.drops["not-ready"] += frames.length;
       return;
     }
+    const withHash = this.rssEnabled;
+    const subAllocSize = r.subAllocSize;
+    const ranges = w.rxRanges;
+    const pool = w.rxRangePool;
     for (let start = 0; start < frames.length; start += NETVSP_RX_BATCH_SIZE) {
-      const batch = frames.slice(start, start + NETVSP_RX_BATCH_SIZE);
+      const end = Math.min(frames.length, start + NETVSP_RX_BATCH_SIZE);
       const ids: number[] = [];
-      const ranges: XferPageRange[] = [];
+      ranges.length = 0;
       let bytes = 0;
-      for (const frame of batch) {
+      for (let i = start; i < end; i++) {
+        const frame = frames[i] as Uint8Array;
         const id = this.freeData.shift();
-        if (id === undefined) {
+        if (id < 0) {
           c.drops["no-buffer"]++;
           continue;
         }
-        const ppis: RndisPpi[] = [];
-        if (this.rssEnabled) ppis.push(hashValuePpi(rssHash(this.rssKey, frame) ?? 0));
-        const msg: RndisMessage = { kind: "packet", data: frame, ppis };
-        const len = rndisEncodedLength(msg);
-        const buf = new Uint8Array(len);
-        encodeRndisMessageInto(msg, buf, 0);
-        r.view.write(id * r.subAllocSize, buf);
+        let hash = 0;
+        if (withHash) {
+          const h = hashesValid ? (hashes[i] as number) : -1;
+          hash = h >= 0 ? h : Math.max(0, rssHashWith(this.toeplitzTable(), frame));
+        }
+        const len = rndisPacketLength(frame.length, withHash);
+        const at = id * subAllocSize;
+        if (r.dataView !== null && at + len <= r.view.length) {
+          writeRndisPacketInto(r.dataView, r.bytes as Uint8Array, at, len, frame, 0, frame.length, withHash, hash);
+        } else {
+          // Built in the host's own buffer, then copied through the view (which refuses bytes past the GPADL).
+          if (len > this.rxBytes.length) {
+            this.rxBytes = new Uint8Array(len);
+            this.rxView = new DataView(this.rxBytes.buffer);
+          }
+          writeRndisPacketInto(this.rxView, this.rxBytes, 0, len, frame, 0, frame.length, withHash, hash);
+          r.view.write(at, this.rxBytes, 0, len);
+        }
         ids.push(id);
-        ranges.push({ byteOffset: id * r.subAllocSize, byteCount: len });
+        let range = pool[ranges.length];
+        if (range === undefined) {
+          range = { byteOffset: 0, byteCount: 0 };
+          pool.push(range);
+        }
+        range.byteOffset = id * subAllocSize;
+        range.byteCount = len;
+        ranges.push(range);
         bytes += frame.length;
       }
       if (ids.length === 0) continue;
@@ -1257,7 +1535,7 @@ export class NetvspDevice implements HostChannelHandler {
       this.release(ids);
       return false;
     }
-    const payload = this.nvsp({ kind: "send_rndis_pkt", channelType, sendBufferSectionIndex: NETVSC_INVALID_INDEX, sendBufferSectionSize: 0 });
+    const payload = this.indicationPayload(channelType);
     const write = (wr: RingWriter): boolean => wr.writeXferPages(transId, r.id, ranges, payload);
     w.inflight.set(transId, ids);
     if (ep.tryWrite(write)) {
@@ -1285,9 +1563,10 @@ export class NetvspDevice implements HostChannelHandler {
     const ids = w.inflight.get(id);
     // §14: an unknown completion id is fatal (it would free buffers the guest still reads).
     if (ids === undefined) throw this.fatal(w, "completion transaction id", p.transId, "names no transfer-page packet in flight on this channel");
-    const data = p.data();
-    if (data.length >= 4 && msgType(data) !== NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE) {
-      throw this.fatal(w, "completion msg_type", msgType(data), "is not SEND_RNDIS_PKT_COMPLETE (108)");
+    const off = p.dataOffset;
+    if (p.length - off >= 4) {
+      const type = p.view.getUint32(off, true);
+      if (type !== NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE) throw this.fatal(w, "completion msg_type", type, "is not SEND_RNDIS_PKT_COMPLETE (108)");
     }
     w.inflight.delete(id);
     this.counters.rxCompletions++;
@@ -1311,10 +1590,12 @@ export class NetvspDevice implements HostChannelHandler {
   // ---- replies -------------------------------------------------------------------
 
   /** A VM_PKT_COMP for the guest's request; room was reserved when the request was taken. */
-  private reply(w: QueueWorker, transId: bigint, bytes: Uint8Array): void {
+  private reply(w: QueueWorker, transId: TransId, bytes: Uint8Array): void {
     const ep = w.channel.endpoint;
     if (w.closed || ep === null || ep.closed) return;
-    if (ep.tryWrite((wr) => wr.writeCompletion(transId, bytes))) {
+    w.replyId = transId;
+    w.replyBytes = bytes;
+    if (ep.tryWrite(w.writeReply)) {
       if (!w.inHandler) ep.commit();
       return;
     }
@@ -1388,6 +1669,15 @@ function u64(value: number): Uint8Array {
   return out;
 }
 
+/** SEND_RNDIS_PKT's body ends at 16. */
+const NVSP_SEND_RNDIS_PKT_SIZE = 16;
+const SEND_RNDIS_PKT_NAME = nvspMessageTypeName(NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+
+/** The packet's transaction id, as a number when it is one (no BigInt on the data path). */
+function packetTransId(p: IncomingPacket): TransId {
+  return p.transIdHi < 0x200000 ? p.transIdNumber : p.transId;
+}
+
 function msgType(bytes: Uint8Array): number {
   return bytes.length < 4 ? 0 : new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
 }
@@ -1447,4 +1737,68 @@ export function toeplitz(key: Uint8Array, input: Uint8Array): number {
     }
   }
   return result;
+}
+
+/**
+ * `toeplitz` for one key as a table: entry [i × 256 + b] is what input byte
+ * `b` at position `i` XORs into the hash (the key windows of its set bits).
+ * Covers the 36 input bytes `rssHash` can produce.
+ */
+export class ToeplitzTable {
+  readonly table = new Uint32Array(TOEPLITZ_MAX_INPUT * 256);
+
+  constructor(readonly key: Uint8Array) {
+    // window[j]: the 32 key bits starting at bit j (bits past the key are 0, as `toeplitz` reads them).
+    const bits = TOEPLITZ_MAX_INPUT * 8;
+    const window = new Uint32Array(bits);
+    let w = (((key[0] ?? 0) << 24) | ((key[1] ?? 0) << 16) | ((key[2] ?? 0) << 8) | (key[3] ?? 0)) >>> 0;
+    for (let j = 0; j < bits; j++) {
+      window[j] = w;
+      const next = j + 32;
+      w = ((w << 1) | (((key[next >> 3] ?? 0) >> (7 - (next & 7))) & 1)) >>> 0;
+    }
+    for (let i = 0; i < TOEPLITZ_MAX_INPUT; i++) {
+      for (let b = 0; b < 256; b++) {
+        let x = 0;
+        for (let bit = 0; bit < 8; bit++) if (((b >> (7 - bit)) & 1) !== 0) x ^= window[i * 8 + bit] as number;
+        this.table[i * 256 + b] = x >>> 0;
+      }
+    }
+  }
+}
+
+const TOEPLITZ_MAX_INPUT = 36;
+
+/** `rssHash` by table, reading the frame in place: the same hash, or −1 where `rssHash` says null. */
+export function rssHashWith(t: ToeplitzTable, frame: Uint8Array): number {
+  const tab = t.table;
+  const n = frame.length;
+  let l3 = ETH_HLEN;
+  let type = ((frame[12] ?? 0) << 8) | (frame[13] ?? 0);
+  if (type === ETH_P_8021Q) {
+    type = ((frame[16] ?? 0) << 8) | (frame[17] ?? 0);
+    l3 += VLAN_HLEN;
+  }
+  let h = 0;
+  if (type === 0x0800 && n >= l3 + 20) {
+    const ihl = ((frame[l3] as number) & 0xf) * 4;
+    const proto = frame[l3 + 9] as number;
+    const frag = (((frame[l3 + 6] as number) & 0x3f) << 8) | (frame[l3 + 7] as number);
+    const l4 = l3 + ihl;
+    for (let i = 0; i < 8; i++) h ^= tab[i * 256 + (frame[l3 + 12 + i] as number)] as number;
+    if ((proto === 6 || proto === 17) && frag === 0 && n >= l4 + 4) {
+      for (let i = 0; i < 4; i++) h ^= tab[(8 + i) * 256 + (frame[l4 + i] as number)] as number;
+    }
+    return h >>> 0;
+  }
+  if (type === 0x86dd && n >= l3 + 40) {
+    const next = frame[l3 + 6] as number;
+    const l4 = l3 + 40;
+    for (let i = 0; i < 32; i++) h ^= tab[i * 256 + (frame[l3 + 8 + i] as number)] as number;
+    if ((next === 6 || next === 17) && n >= l4 + 4) {
+      for (let i = 0; i < 4; i++) h ^= tab[(32 + i) * 256 + (frame[l4 + i] as number)] as number;
+    }
+    return h >>> 0;
+  }
+  return -1;
 }

@@ -12,7 +12,12 @@
  *   is the sender's is filtered (it is already on that segment).
  * - Delivery happens `latencyNs` of virtual time later, in a scheduler
  *   event — never inside the sender's call, so a NIC is never re-entered
- *   while it handles its own guest's packet.
+ *   while it handles its own guest's packet. Frames a NIC sends in one
+ *   burst (`beginBurst`/`endBurst`: the frames of one transmit packet) to
+ *   ports whose sink is `synchronous` share one event: they are due at the
+ *   same instant in consecutive event order anyway, and such a sink starts
+ *   no promise work that could run between two deliveries, so nothing can
+ *   tell them apart — except the scheduler's count of events run.
  * - Per-port statistics ("in" = from the NIC into the switch, "out" = from
  *   the switch to the NIC) and a per-port fault: drop every frame, or each
  *   with a probability drawn from the port's own fork of the seeded RNG.
@@ -22,6 +27,7 @@
  */
 import type { InjectionToken, DependencyContainer } from "tsyringe";
 import { InvalidArgumentError, SIMULATION, token, type Rng, type Simulation } from "../../../core/index.js";
+import { FrameArena } from "../protocol/frame-arena.js";
 import { PcapCapture } from "./pcap.js";
 
 /** Ethernet header length: two MACs and the EtherType. */
@@ -56,11 +62,34 @@ export class SwitchPortStats {
 /** Receives the frames the switch delivers to a port (a private copy shared by all receivers: do not modify). */
 export type FrameSink = (frame: Uint8Array) => void;
 
+export interface AttachOptions {
+  /**
+   * The sink does all its work in the call and starts no promise work
+   * (it may schedule events). Deliveries to it from one burst may then
+   * share a scheduler event (see the file comment). Default false.
+   */
+  readonly synchronous?: boolean;
+}
+
+/** Deliveries due together in one scheduler event: the i-th frame goes to the i-th port. */
+class DeliveryGroup {
+  readonly ports: SwitchPort[] = [];
+  readonly frames: Uint8Array[] = [];
+}
+
 export class SwitchPort {
   readonly stats = new SwitchPortStats();
   private faultValue: PortFault | null = null;
   /** @internal */
   attached = true;
+  /** @internal Names the delivery events to this port (in errors). */
+  deliverLabel = "";
+  /** @internal See `AttachOptions.synchronous`. */
+  synchronous = false;
+  /** @internal The source last learned on this port and the switch's table version then. */
+  learnedVersion = -1;
+  learnedHi = 0;
+  learnedLo = 0;
 
   /** @internal Created by `VirtualSwitch.attach`. */
   constructor(
@@ -75,7 +104,32 @@ export class SwitchPort {
 
   /** Sends a frame into the switch from this port's NIC. */
   send(frame: Uint8Array): void {
-    this.sw.ingress(this, frame);
+    this.sw.ingress(this, frame, 0, frame.length);
+  }
+
+  /** Sends `buf[offset, offset + length)` as one frame (the switch copies it at once, like `send`). */
+  sendFrom(buf: Uint8Array, offset: number, length: number): void {
+    this.sw.ingress(this, buf, offset, length);
+  }
+
+  /**
+   * Sends a frame that is already a private copy handed over for good:
+   * nobody writes its bytes again. The switch keeps it as its own copy.
+   */
+  sendOwned(frame: Uint8Array): void {
+    this.sw.ingress(this, frame, 0, frame.length, true);
+  }
+
+  /**
+   * Starts a burst: the frames sent until `endBurst` (in the same call,
+   * nothing else scheduled in between) may share delivery events.
+   */
+  beginBurst(): void {
+    this.sw.beginBurst();
+  }
+
+  endBurst(): void {
+    this.sw.endBurst();
   }
 
   get fault(): PortFault | null {
@@ -116,11 +170,28 @@ export const VIRTUAL_SWITCH_DEFAULT_LATENCY_NS = 1000;
 export class VirtualSwitch {
   readonly latencyNs: number;
   private readonly portList: SwitchPort[] = [];
+  /** The learned table as the API shows it; changed only when a binding is new or moves. */
   private readonly macs = new Map<string, SwitchPort>();
+  /** The same table for forwarding: high 24 bits → low 24 bits → port (small integers, no boxed 48-bit keys). */
+  private readonly macPorts = new Map<number, Map<number, SwitchPort>>();
+  /** Bumped whenever `macPorts` changes; the one-entry lookup cache below is valid for one value. */
+  private tableVersion = 0;
+  private cachedVersion = -1;
+  private cachedHi = 0;
+  private cachedLo = 0;
+  private cachedPort: SwitchPort | undefined = undefined;
   private nextPortId = 1;
   private captureValue: PcapCapture | null = null;
   /** Frames scheduled for delivery and not yet delivered. */
   private inFlight = 0;
+  /** Where the switch's private copies of frames live. */
+  private readonly copies = new FrameArena();
+  /** Inside `beginBurst`/`endBurst`. */
+  private inBurst = false;
+  /** The open group of the burst: scheduled at its first delivery, filled until a delivery to another kind of sink or the burst's end. */
+  private group: DeliveryGroup | null = null;
+  /** Groups delivered, kept for reuse. */
+  private readonly spareGroups: DeliveryGroup[] = [];
 
   constructor(
     readonly name: string,
@@ -133,9 +204,11 @@ export class VirtualSwitch {
   }
 
   /** Attaches a NIC: frames for it go to `sink`. */
-  attach(name: string, sink: FrameSink): SwitchPort {
+  attach(name: string, sink: FrameSink, options: AttachOptions = {}): SwitchPort {
     const id = this.nextPortId++;
     const port = new SwitchPort(this, id, name, sink, this.sim.rng.fork(`switch/${this.name}/port/${id}`));
+    port.deliverLabel = `switch ${this.name} → ${name}`;
+    port.synchronous = options.synchronous === true;
     this.portList.push(port);
     return port;
   }
@@ -147,6 +220,8 @@ export class VirtualSwitch {
     const i = this.portList.indexOf(port);
     if (i >= 0) this.portList.splice(i, 1);
     for (const [mac, p] of this.macs) if (p === port) this.macs.delete(mac);
+    for (const low of this.macPorts.values()) for (const [mac, p] of low) if (p === port) low.delete(mac);
+    this.tableVersion++;
   }
 
   /** Attached ports, in attach order. */
@@ -201,13 +276,13 @@ export class VirtualSwitch {
 
   // ---- forwarding ---------------------------------------------------------------
 
-  /** @internal A frame from `from`'s NIC. */
-  ingress(from: SwitchPort, frame: Uint8Array): void {
+  /** @internal A frame from `from`'s NIC: `buf[offset, offset + length)`; `owned`: `buf` is that frame, a copy handed over. */
+  ingress(from: SwitchPort, buf: Uint8Array, offset: number, length: number, owned = false): void {
     if (!from.attached) return;
     const s = from.stats;
     s.framesIn++;
-    s.bytesIn += frame.length;
-    if (frame.length < ETH_HLEN) {
+    s.bytesIn += length;
+    if (length < ETH_HLEN) {
       s.drops.runt++;
       return;
     }
@@ -216,13 +291,12 @@ export class VirtualSwitch {
       return;
     }
     // One private copy per frame: the sender may reuse its buffer at once.
-    const copy = frame.slice();
+    const copy = owned ? buf : this.copies.copy(buf, offset, length);
     this.captureValue?.add(this.sim.scheduler.now, copy);
-    const src = macKey(copy, 6);
-    if (((copy[6] ?? 0) & 1) === 0) this.macs.set(src, from);
-    const group = ((copy[0] ?? 0) & 1) !== 0;
+    if (((copy[6] as number) & 1) === 0) this.learn(from, mac24(copy, 6), mac24(copy, 9), copy);
+    const group = ((copy[0] as number) & 1) !== 0;
     if (!group) {
-      const to = this.macs.get(macKey(copy, 0));
+      const to = this.lookup(mac24(copy, 0), mac24(copy, 3));
       if (to !== undefined) {
         if (to === from) s.drops.filtered++;
         else this.schedule(to, copy);
@@ -233,7 +307,59 @@ export class VirtualSwitch {
     for (const p of this.portList) if (p !== from) this.schedule(p, copy);
   }
 
+  /** Binds a unicast source to `from` (new, or moved: the newest port wins). */
+  private learn(from: SwitchPort, hi: number, lo: number, frame: Uint8Array): void {
+    if (from.learnedVersion === this.tableVersion && from.learnedHi === hi && from.learnedLo === lo) return;
+    let low = this.macPorts.get(hi);
+    if (low === undefined) this.macPorts.set(hi, (low = new Map()));
+    if (low.get(lo) !== from) {
+      low.set(lo, from);
+      this.macs.set(macKey(frame, 6), from);
+      this.tableVersion++;
+    }
+    // Until the table changes, this source on this port needs no look-up.
+    from.learnedVersion = this.tableVersion;
+    from.learnedHi = hi;
+    from.learnedLo = lo;
+  }
+
+  private lookup(hi: number, lo: number): SwitchPort | undefined {
+    if (this.cachedVersion === this.tableVersion && this.cachedHi === hi && this.cachedLo === lo) return this.cachedPort;
+    const to = this.macPorts.get(hi)?.get(lo);
+    this.cachedVersion = this.tableVersion;
+    this.cachedHi = hi;
+    this.cachedLo = lo;
+    this.cachedPort = to;
+    return to;
+  }
+
+  /** @internal See `SwitchPort.beginBurst`. */
+  beginBurst(): void {
+    this.inBurst = true;
+  }
+
+  /** @internal */
+  endBurst(): void {
+    this.inBurst = false;
+    this.group = null;
+  }
+
   private schedule(to: SwitchPort, frame: Uint8Array): void {
+    if (this.inBurst && to.synchronous) {
+      this.inFlight++;
+      let g = this.group;
+      if (g === null) {
+        // Scheduled now, at the place in event order its first frame's own event would have had.
+        g = this.group = this.spareGroups.pop() ?? new DeliveryGroup();
+        const group = g;
+        this.sim.scheduler.schedule(this.latencyNs, () => this.deliverGroup(group), to.deliverLabel);
+      }
+      g.ports.push(to);
+      g.frames.push(frame);
+      return;
+    }
+    // Any other delivery keeps its own event, after the group so far; later frames start a new group.
+    this.group = null;
     this.inFlight++;
     this.sim.scheduler.schedule(
       this.latencyNs,
@@ -241,8 +367,25 @@ export class VirtualSwitch {
         this.inFlight--;
         this.deliver(to, frame);
       },
-      `switch ${this.name} → ${to.name}`,
+      to.deliverLabel,
     );
+  }
+
+  private deliverGroup(g: DeliveryGroup): void {
+    const { ports, frames } = g;
+    for (let i = 0; i < ports.length; i++) {
+      const to = ports[i] as SwitchPort;
+      this.inFlight--;
+      try {
+        this.deliver(to, frames[i] as Uint8Array);
+      } catch (e) {
+        // As if the frame had its own event: the error names that event, the other frames still go.
+        this.sim.scheduler.reportError(to.deliverLabel, e);
+      }
+    }
+    ports.length = 0;
+    frames.length = 0;
+    this.spareGroups.push(g);
   }
 
   private deliver(to: SwitchPort, frame: Uint8Array): void {
@@ -259,6 +402,11 @@ export class VirtualSwitch {
     s.bytesOut += frame.length;
     to.sink(frame);
   }
+}
+
+/** Three address bytes at `at` as one integer. */
+function mac24(b: Uint8Array, at: number): number {
+  return ((b[at] as number) << 16) | ((b[at + 1] as number) << 8) | (b[at + 2] as number);
 }
 
 function macKey(b: Uint8Array, at: number): string {
