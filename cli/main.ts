@@ -95,6 +95,12 @@ async function runCommand(scenarioPath: string | undefined, o: RunOpts): Promise
     if (o.pcap !== undefined && built.switches.length === 0) out(`pcap: not written (${o.pcap}): the scenario has no switches`);
   }
   await built.sys.dispose();
+  // A lost or twice-completed request is a failure of the simulation, whatever else the run shows.
+  const t = results.requests.total;
+  if (t.lost > 0 || t.duplicates > 0) {
+    process.stderr.write(`vmbus-sim: ${t.lost} request(s) lost and ${t.duplicates} completed twice (both must be 0)\n`);
+    process.exitCode = 1;
+  }
 }
 
 function addExamples(cmd: Command, lines: readonly string[]): Command {
@@ -128,7 +134,7 @@ export function buildProgram(): Command {
       .option("--json", "print one JSON object with the results, nothing else, on stdout")
       .option("--no-progress", "no progress bar on stderr (there is none when stderr is not a terminal anyway)")
       .action(async (scenario: string | undefined, opts: RunOpts) => runCommand(scenario, opts)),
-    ["vmbus-sim run", "vmbus-sim run --pcap /tmp/lan.pcap --no-progress", "vmbus-sim run scenarios/storage-only.json", "vmbus-sim run scenarios/storage-only.json --seed 7 --duration 20 --trace /tmp/t.json", "vmbus-sim run --json --no-progress > results.json"],
+    ["vmbus-sim run", "vmbus-sim run --pcap /tmp/lan.pcap --no-progress", "vmbus-sim run scenarios/storage-only.json", "vmbus-sim run scenarios/faults.json   # every kind of fault; exit 1 if a request is lost", "vmbus-sim run scenarios/storage-only.json --seed 7 --duration 20 --trace /tmp/t.json", "vmbus-sim run --json --no-progress > results.json"],
   );
 
   addExamples(

@@ -37,6 +37,7 @@ import {
   type NetvscDriver,
   type ParsedFrame,
 } from "../drivers/netvsc/index.js";
+import type { RequestLedger, RequestTally } from "./ledger.js";
 import type { PingWorkload, UdpWorkload } from "./scenario.js";
 
 export const ARP_TIMEOUT_NS = 100_000_000;
@@ -153,13 +154,19 @@ export class IpHost {
     for (const w of ws) w(mac);
   }
 
-  /** The MAC of `ip`: from the table, or by ARP requests sent from `vcpu`; null when nobody answers. */
-  async resolve(ip: string, vcpu: Vcpu): Promise<string | null> {
+  /**
+   * The MAC of `ip`: from the table, or by ARP requests sent from `vcpu`;
+   * null when nobody answers. With a ledger, a request that fails or never
+   * completes (a fault) counts as an unanswered try instead of ending the run.
+   */
+  async resolve(ip: string, vcpu: Vcpu, ledger?: RequestLedger): Promise<string | null> {
     for (let attempt = 0; attempt < ARP_TRIES; attempt++) {
       const known = this.arpTable.get(ip);
       if (known !== undefined) return known;
       const answered = new Promise<string>((res) => this.arpWaiters.set(ip, [...(this.arpWaiters.get(ip) ?? []), res]));
-      await vcpu.issue(() => this.nic.send(buildArpRequestFrame(this.mac, this.ip, ip)), "arp request");
+      const sent = vcpu.issue(() => this.nic.send(buildArpRequestFrame(this.mac, this.ip, ip)), "arp request");
+      if (ledger === undefined) await sent;
+      else if ((await ledger.guard(sent)).status === "lost") return this.arpTable.get(ip) ?? null;
       const mac = await withTimeout(this.sched, answered, ARP_TIMEOUT_NS, "arp timeout");
       if (mac !== null) return mac;
     }
@@ -201,6 +208,8 @@ export interface PingResult {
   readonly corrupt: number;
   /** Round-trip times in µs of virtual time (one per reply, in sequence order). */
   readonly rttUs: { readonly min: number; readonly avg: number; readonly max: number; readonly all: readonly number[] };
+  /** Echo requests by outcome: completed = answered; failed = the send failed (by error type) or NO_REPLY; lost = the send never settled. */
+  readonly requests: RequestTally;
 }
 
 export interface UdpResult {
@@ -225,6 +234,8 @@ export interface UdpResult {
   /** Intact payload bits per second of virtual time, in Mbit/s. */
   readonly mbitPerSec: number;
   readonly framesPerSec: number;
+  /** Datagram sends by outcome (a send completes when the host took the frame; arrival is `received`). */
+  readonly requests: RequestTally;
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
@@ -237,10 +248,11 @@ export async function runPing(
   vcpu: Vcpu,
   sched: Scheduler,
   endAt: number,
+  ledger: RequestLedger,
   progress: (f: number) => void,
 ): Promise<PingResult> {
   const t0 = sched.now;
-  const mac = await src.resolve(dst.ip, vcpu);
+  const mac = await src.resolve(dst.ip, vcpu, ledger);
   const arpUs = round3((sched.now - t0) / 1000);
   const identifier = (0x4000 + index) & 0xffff;
   const rtts: number[] = [];
@@ -253,13 +265,21 @@ export async function runPing(
       const reply = src.expectEchoReply(identifier, seq & 0xffff, PING_TIMEOUT_NS);
       const start = sched.now;
       sent++;
-      await vcpu.issue(() => src.nic.send(frame), "ping");
+      const s = await ledger.guard(vcpu.issue(() => src.nic.send(frame), "ping"));
+      if (s.status !== "completed") {
+        ledger.count(s);
+        // The reply can still come (the frame may have left); wait for it or its timeout.
+        await reply;
+        if (s.status === "lost") break;
+        continue;
+      }
       const f = await reply;
       if (f !== null) {
         rtts.push(sched.now - start);
         const got = f.icmp?.data;
         if (got === undefined || got.length !== data.length || got.some((b, i) => b !== data[i])) corrupt++;
-      }
+        ledger.count(s);
+      } else ledger.countFailure("NO_REPLY");
       progress(seq / w.count);
     }
   }
@@ -284,6 +304,7 @@ export async function runPing(
       max: us.length === 0 ? 0 : Math.max(...us),
       all: us,
     },
+    requests: ledger.tally(),
   };
 }
 
@@ -309,6 +330,7 @@ export async function runUdp(
   sched: Scheduler,
   rng: Rng,
   endAt: number,
+  ledger: RequestLedger,
   progress: (f: number) => void,
 ): Promise<UdpResult> {
   const srcPort = 40000 + index;
@@ -340,33 +362,39 @@ export async function runUdp(
     progress(0.5 + (0.5 * received) / w.count);
     onArrival?.();
   });
-  const mac = await src.resolve(dst.ip, vcpu);
+  const mac = await src.resolve(dst.ip, vcpu, ledger);
   let sent = 0;
   let sendErrors = 0;
   const first = sched.now;
   if (mac !== null) {
     let inFlight = 0;
     let slot: (() => void) | null = null;
+    let idle: (() => void) | null = null;
     for (let seq = 0; seq < w.count && sched.now < endAt; seq++) {
-      if (inFlight >= UDP_WINDOW) await new Promise<void>((r) => (slot = r));
+      // A NIC that went away (rescinded) refuses every send: stop.
+      if (src.nic.removed || ledger.deadlinePassed) break;
+      if (inFlight >= UDP_WINDOW) {
+        await new Promise<void>((r) => (slot = r));
+        // The wait may have outlasted the run (or its settle deadline).
+        if (sched.now >= endAt || ledger.deadlinePassed) break;
+      }
       const payload = udpPayload(rng, seq, w.bytes);
       sums[seq] = fnv1a(payload);
       const frame = buildUdpFrame({ srcMac: src.mac, dstMac: mac, srcIp: src.ip, dstIp: dst.ip, srcPort, dstPort, payload, identification: seq & 0xffff });
       inFlight++;
       sent++;
-      void vcpu
-        .issue(() => src.nic.send(frame), "udp send")
-        .catch(() => void sendErrors++)
-        .finally(() => {
-          inFlight--;
-          const s = slot;
-          slot = null;
-          s?.();
-        });
+      void ledger.track(vcpu.issue(() => src.nic.send(frame), "udp send")).then((s) => {
+        if (s.status !== "completed") sendErrors++;
+        inFlight--;
+        const next = slot;
+        slot = null;
+        next?.();
+        if (inFlight === 0) idle?.();
+      });
       progress((0.5 * sent) / w.count);
     }
     // Stragglers: wait until everything sent arrived, or a drain period without it.
-    if (received < sent) {
+    if (received < sent && !ledger.deadlinePassed) {
       const all = new Promise<void>((r) => {
         onArrival = () => {
           if (received >= sent) r();
@@ -375,6 +403,8 @@ export async function runUdp(
       await withTimeout(sched, all, UDP_DRAIN_NS, "udp drain");
       onArrival = null;
     }
+    // Every send settles (or is declared lost at the settle deadline) before the count.
+    if (inFlight > 0) await new Promise<void>((r) => (idle = r));
   }
   stop();
   progress(1);
@@ -398,5 +428,6 @@ export async function runUdp(
     elapsedUs: round3(elapsed / 1000),
     mbitPerSec: elapsed > 0 ? round3((intact * w.bytes * 8) / (elapsed / 1e9) / 1e6) : 0,
     framesPerSec: elapsed > 0 ? Math.round((received / elapsed) * 1e9) : 0,
+    requests: ledger.tally(),
   };
 }

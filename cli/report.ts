@@ -4,6 +4,7 @@
  * Kept apart from the run so `--json` can print the same results as data.
  */
 import { formatChannelInterruptTable, lsvmbus, procInterrupts } from "../core/index.js";
+import { formatFailures, type RequestTally } from "./ledger.js";
 import type { BootSummary, BuiltSystem, RunResults } from "./simulate.js";
 
 /** A fixed-width table: first column left-aligned, the rest right-aligned. */
@@ -127,5 +128,38 @@ export function formatResults(built: BuiltSystem, r: RunResults): string {
       ),
     );
   }
+  if (r.faults.length > 0) {
+    section("faults (virtual time from the run's start)");
+    for (const f of r.faults) {
+      const when = f.durationMs === null ? `t=${f.atMs} ms, for ever` : `t=${f.atMs} ms for ${f.durationMs} ms`;
+      out.push(`[${f.fault}] ${f.kind} ${f.target} (${when})`);
+      out.push(`    ${f.outcome}`);
+      const c = Object.entries(f.counters).map(([k, v]) => `${k}=${v}`);
+      if (c.length > 0) out.push(`    ${c.join(" ")}`);
+    }
+  }
+  out.push(...formatRequests(r));
   return out.join("\n").replace(/^\n/, "") + "\n";
+}
+
+/** The requests table: per workload (and per fault with its own traffic), completed, failed by error type, lost. */
+export function formatRequests(r: RunResults): string[] {
+  const rows: { name: string; t: RequestTally }[] = [];
+  for (const s of r.storage) rows.push({ name: `workload ${s.workload} storage ${s.vm} lun ${s.disk}`, t: s.requests });
+  for (const p of r.network.ping) rows.push({ name: `workload ${p.workload} ping ${p.from}→${p.to}`, t: p.requests });
+  for (const u of r.network.udp) rows.push({ name: `workload ${u.workload} udp ${u.from}→${u.to}`, t: u.requests });
+  for (const f of r.faults) if (f.requests !== null) rows.push({ name: `fault ${f.fault} ${f.kind} ${f.vm}`, t: f.requests });
+  if (rows.length === 0) return [];
+  const t = r.requests.total;
+  const out = ["", `== requests (every one must settle by t=${r.requests.settleDeadlineMs} ms; the last workload ended at t=${r.requests.lastSettledMs} ms) ==`];
+  out.push(
+    table(
+      ["requests", "issued", "completed", "failed", "lost", "dup"],
+      [...rows, { name: "total", t }].map(({ name, t: x }) => [name, String(x.issued), String(x.completed), String(x.failedTotal), String(x.lost), String(x.duplicates)]),
+    ),
+  );
+  for (const { name, t: x } of rows) if (x.failedTotal > 0) out.push(`${name}: failed with ${formatFailures(x.failed)}`);
+  if (t.lost > 0 || t.duplicates > 0) out.push(`FAILED: ${t.lost} lost and ${t.duplicates} duplicated request(s) (both must be 0)`);
+  else out.push("every request completed or failed with a typed error in bounded virtual time; none lost, none completed twice");
+  return out;
 }

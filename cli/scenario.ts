@@ -11,6 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import { defaultCostModel, formatVersion, MONITOR_LATENCY_UNIT_NS, resolveCostModel, VMBUS_DEFAULT_MAX_VERSION, VMBUS_VERSIONS, type CostModel } from "../core/index.js";
+import { ECHO_MAX_DATA } from "../drivers/echo/protocol.js";
 import { DiskSpecError, validateDiskSpec, type DiskSpec } from "../drivers/storvsc/host/disk-spec.js";
 import { ScenarioError } from "./errors.js";
 
@@ -45,6 +46,10 @@ export interface VmScenario {
   readonly memoryMiB: number;
   readonly maxVersion: string;
   readonly devices: readonly DeviceScenario[];
+  /** Period of the guest's lost-interrupt watchdog, µs (the simulator's recovery model; absent: off). */
+  readonly lostInterruptPollUs?: number;
+  /** storvsc request timeout of this VM's controllers, ms of virtual time (default 60000, the driver's). */
+  readonly storageTimeoutMs?: number;
 }
 
 export interface SwitchScenario {
@@ -102,6 +107,101 @@ export interface LowLatencyAction {
 }
 export type Action = SysfsAction | LowLatencyAction;
 
+export const FAULT_KINDS = [
+  "interrupt-drop",
+  "interrupt-delay",
+  "monitor-delay",
+  "host-stall",
+  "rescind",
+  "disk-error",
+  "throttle",
+  "ring-full",
+  "switch-drop",
+] as const;
+export type FaultKindName = (typeof FAULT_KINDS)[number];
+
+interface FaultBase {
+  /** Virtual time after the run starts (after boot), ms. */
+  readonly atMs: number;
+  readonly vm: string;
+}
+/** Host → guest channel interrupts of `vm` dropped with `probability`; absent durationMs: for ever. */
+export interface InterruptDropFault extends FaultBase {
+  readonly kind: "interrupt-drop";
+  readonly durationMs?: number;
+  readonly probability: number;
+}
+/** Channel interrupts of `vm` delivered `delayUs` late, with `probability`. */
+export interface InterruptDelayFault extends FaultBase {
+  readonly kind: "interrupt-delay";
+  readonly durationMs?: number;
+  readonly delayUs: number;
+  readonly probability: number;
+}
+/** Monitor scans of `vm` `delayUs` late, with `probability`. */
+export interface MonitorDelayFault extends FaultBase {
+  readonly kind: "monitor-delay";
+  readonly durationMs?: number;
+  readonly delayUs: number;
+  readonly probability: number;
+}
+/** The host device `vm.devices[device]` stops answering; absent durationMs: for ever. */
+export interface HostStallFaultScenario extends FaultBase {
+  readonly kind: "host-stall";
+  readonly device: number;
+  readonly durationMs?: number;
+}
+/** The host rescinds `vm.devices[device]` (I/O in flight fails). */
+export interface RescindFault extends FaultBase {
+  readonly kind: "rescind";
+  readonly device: number;
+}
+/** MEDIUM ERROR on `count` blocks from `firstLba` of LUN `disk` of the storage device. */
+export interface DiskErrorFault extends FaultBase {
+  readonly kind: "disk-error";
+  readonly device: number;
+  readonly disk: number;
+  readonly firstLba: number;
+  readonly count: number;
+  readonly op: "read" | "write" | "both";
+  readonly durationMs?: number;
+}
+/** Every vCPU of `vm` suspended for `durationMs` (a throttled guest). */
+export interface ThrottleFault extends FaultBase {
+  readonly kind: "throttle";
+  readonly durationMs: number;
+}
+/** The echo device `vm.devices[device]` stalls for `durationMs` while `requests` echoes of `bytes` fill its ring. */
+export interface RingFullFault extends FaultBase {
+  readonly kind: "ring-full";
+  readonly device: number;
+  readonly durationMs: number;
+  readonly requests: number;
+  readonly bytes: number;
+}
+/** The switch port of NIC `vm.devices[device]` drops frames with `probability` (1: all). */
+export interface SwitchDropFault extends FaultBase {
+  readonly kind: "switch-drop";
+  readonly device: number;
+  readonly durationMs?: number;
+  readonly probability: number;
+}
+export type FaultScenario =
+  | InterruptDropFault
+  | InterruptDelayFault
+  | MonitorDelayFault
+  | HostStallFaultScenario
+  | RescindFault
+  | DiskErrorFault
+  | ThrottleFault
+  | RingFullFault
+  | SwitchDropFault;
+
+/** Largest echo payload (the echo protocol's ECHO_MAX_DATA: keeps a packet under the 4 KiB default maximum). */
+export const RING_FULL_MAX_BYTES = ECHO_MAX_DATA;
+/** Default storvsc request timeout (the driver's: the SRB time_out_value, 60 s). */
+export const DEFAULT_STORAGE_TIMEOUT_MS = 60_000;
+
 export interface Scenario {
   /** Where it was read from (for messages). */
   readonly file: string;
@@ -114,6 +214,14 @@ export interface Scenario {
   readonly switches: readonly SwitchScenario[];
   readonly workloads: readonly Workload[];
   readonly actions: readonly Action[];
+  /** Injected faults, in file order. */
+  readonly faults: readonly FaultScenario[];
+  /**
+   * Virtual time after `durationMs` within which every outstanding request
+   * must complete or fail; what is still outstanding then is reported lost.
+   * Default: the longest storage timeout of the VMs + 1 s.
+   */
+  readonly settleMs: number;
 }
 
 type Json = Record<string, unknown>;
@@ -357,7 +465,97 @@ function checkAction(c: Checker, where: string, v: unknown, vms: readonly VmScen
   return { atMs, vm: vm.name, device, lowLatency: o["lowLatency"] };
 }
 
-const TOP_KEYS = ["description", "seed", "durationMs", "host", "vms", "switches", "workloads", "actions"] as const;
+/** A number of milliseconds (fractions allowed down to 1 ns) in [min, max]. */
+function msNumber(c: Checker, field: string, v: unknown, min: number, max: number, minExclusive = false): number {
+  if (typeof v !== "number" || !Number.isFinite(v) || (minExclusive ? v <= min : v < min) || v > max) {
+    c.fail(field, v, `must be a number of ms in ${minExclusive ? "(" : "["}${min}, ${max}]`);
+  }
+  return v;
+}
+
+function probabilityOf(c: Checker, field: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !(v > 0 && v <= 1)) c.fail(field, v, "must be a probability in (0, 1]");
+  return v;
+}
+
+const FAULT_SHAPES: Readonly<Record<FaultKindName, { readonly keys: readonly string[]; readonly shape: string }>> = {
+  "interrupt-drop": { keys: ["kind", "vm", "atMs", "durationMs", "probability"], shape: "{kind, vm, atMs, durationMs?, probability?}" },
+  "interrupt-delay": { keys: ["kind", "vm", "atMs", "durationMs", "delayUs", "probability"], shape: "{kind, vm, atMs, delayUs, durationMs?, probability?}" },
+  "monitor-delay": { keys: ["kind", "vm", "atMs", "durationMs", "delayUs", "probability"], shape: "{kind, vm, atMs, delayUs, durationMs?, probability?}" },
+  "host-stall": { keys: ["kind", "vm", "device", "atMs", "durationMs"], shape: "{kind, vm, device, atMs, durationMs?}" },
+  rescind: { keys: ["kind", "vm", "device", "atMs"], shape: "{kind, vm, device, atMs}" },
+  "disk-error": { keys: ["kind", "vm", "device", "disk", "firstLba", "count", "op", "atMs", "durationMs"], shape: "{kind, vm, device, disk, firstLba, count, op?, atMs, durationMs?}" },
+  throttle: { keys: ["kind", "vm", "atMs", "durationMs"], shape: "{kind, vm, atMs, durationMs}" },
+  "ring-full": { keys: ["kind", "vm", "device", "atMs", "durationMs", "requests", "bytes"], shape: "{kind, vm, device, atMs, durationMs, requests?, bytes?}" },
+  "switch-drop": { keys: ["kind", "vm", "device", "atMs", "durationMs", "probability"], shape: "{kind, vm, device, atMs, durationMs?, probability?}" },
+};
+
+function checkFault(c: Checker, where: string, v: unknown, vms: readonly VmScenario[], durationMs: number): FaultScenario {
+  if (!isRecord(v)) c.fail(where, v, `must be an object {kind, vm, atMs, ...} with kind one of ${FAULT_KINDS.map((k) => JSON.stringify(k)).join(", ")}`);
+  const kind = c.oneOf(`${where}.kind`, v["kind"], FAULT_KINDS);
+  const { keys, shape } = FAULT_SHAPES[kind];
+  const o = c.object(where, v, keys, shape);
+  const vm = vms.find((m) => m.name === o["vm"]);
+  if (vm === undefined) c.fail(`${where}.vm`, o["vm"], `must name a VM (${vms.map((m) => JSON.stringify(m.name)).join(", ")})`);
+  const atMs = msNumber(c, `${where}.atMs`, o["atMs"], 0, durationMs);
+  const base = { atMs, vm: vm.name };
+  const optDuration = (): { durationMs?: number } => (o["durationMs"] === undefined ? {} : { durationMs: msNumber(c, `${where}.durationMs`, o["durationMs"], 0, MAX_DURATION_MS, true) });
+  const duration = (): number => {
+    if (o["durationMs"] === undefined) c.fail(`${where}.durationMs`, undefined, `is required for kind ${JSON.stringify(kind)}`);
+    return msNumber(c, `${where}.durationMs`, o["durationMs"], 0, MAX_DURATION_MS, true);
+  };
+  const delayUs = (): number => {
+    const d = o["delayUs"];
+    if (typeof d !== "number" || !Number.isFinite(d) || d < 0.001 || d > 10_000_000) c.fail(`${where}.delayUs`, d, "must be a number of µs in [0.001, 10000000]");
+    return d;
+  };
+  // `device` indexes the VM's devices; some kinds need a certain type.
+  const device = (types: readonly DeviceScenario["type"][]): number => {
+    const types_ = types.map((t) => JSON.stringify(t)).join(" or ");
+    const list = vm.devices.map((d, i) => ({ d, i })).filter(({ d }) => types.includes(d.type));
+    if (list.length === 0) c.fail(`${where}.vm`, vm.name, `must have a ${types_} device for kind ${JSON.stringify(kind)}`);
+    const i = o["device"];
+    if (typeof i !== "number" || !Number.isInteger(i) || !list.some((x) => x.i === i)) {
+      c.fail(`${where}.device`, i, `must be the index in ${vm.name}.devices of a ${types_} device (${list.map((x) => x.i).join(", ")})`);
+    }
+    return i;
+  };
+  switch (kind) {
+    case "interrupt-drop":
+      return { kind, ...base, ...optDuration(), probability: probabilityOf(c, `${where}.probability`, o["probability"], 1) };
+    case "interrupt-delay":
+    case "monitor-delay":
+      return { kind, ...base, ...optDuration(), delayUs: delayUs(), probability: probabilityOf(c, `${where}.probability`, o["probability"], 1) };
+    case "host-stall":
+      return { kind, ...base, device: device(["storage", "nic", "echo"]), ...optDuration() };
+    case "rescind":
+      return { kind, ...base, device: device(["storage", "nic", "echo"]) };
+    case "disk-error": {
+      const dev = device(["storage"]);
+      const luns = effectiveLuns((vm.devices[dev] as StorageDeviceScenario).disks);
+      const disk = luns.find((l) => l.lun === o["disk"]);
+      if (disk === undefined) c.fail(`${where}.disk`, o["disk"], `must be the LUN of a disk of ${vm.name}.devices[${dev}] (${luns.map((l) => l.lun).join(", ")})`);
+      const blocks = disk.sizeBytes === undefined ? Number.MAX_SAFE_INTEGER : Math.floor(disk.sizeBytes / disk.blockSize);
+      const firstLba = c.int(`${where}.firstLba`, o["firstLba"], 0, Math.max(0, blocks - 1));
+      const count = c.int(`${where}.count`, o["count"], 1, Math.max(1, blocks - firstLba));
+      const op = o["op"] === undefined ? "both" : c.oneOf(`${where}.op`, o["op"], ["read", "write", "both"] as const);
+      return { kind, ...base, device: dev, disk: disk.lun, firstLba, count, op, ...optDuration() };
+    }
+    case "throttle":
+      return { kind, ...base, durationMs: duration() };
+    case "ring-full": {
+      const dev = device(["echo"]);
+      const requests = c.optInt(`${where}.requests`, o["requests"], 1, 100_000) ?? 32;
+      const bytes = c.optInt(`${where}.bytes`, o["bytes"], 1, RING_FULL_MAX_BYTES) ?? RING_FULL_MAX_BYTES;
+      return { kind, ...base, device: dev, durationMs: duration(), requests, bytes };
+    }
+    case "switch-drop":
+      return { kind, ...base, device: device(["nic"]), ...optDuration(), probability: probabilityOf(c, `${where}.probability`, o["probability"], 1) };
+  }
+}
+
+const TOP_KEYS = ["description", "seed", "durationMs", "settleMs", "host", "vms", "switches", "workloads", "actions", "faults"] as const;
 
 /** Validates parsed JSON; `file` names the source in errors. */
 export function validateScenario(input: unknown, file: string): Scenario {
@@ -387,7 +585,12 @@ export function validateScenario(input: unknown, file: string): Scenario {
   const macs = new Map<string, string>();
   vmList.forEach((v, i) => {
     const w = `vms[${i}]`;
-    const vo = c.object(w, v, ["name", "vcpus", "memoryMiB", "maxVersion", "devices"], "{name, vcpus, memoryMiB, maxVersion, devices}");
+    const vo = c.object(
+      w,
+      v,
+      ["name", "vcpus", "memoryMiB", "maxVersion", "devices", "lostInterruptPollUs", "storageTimeoutMs"],
+      "{name, vcpus, memoryMiB, maxVersion, devices, lostInterruptPollUs?, storageTimeoutMs?}",
+    );
     const name = c.str(`${w}.name`, vo["name"], NAME_RE, "must be 1-32 characters of A-Z a-z 0-9 _ . -");
     if (vms.some((x) => x.name === name)) c.fail(`${w}.name`, name, "must be unique among VMs");
     const vcpus = c.optInt(`${w}.vcpus`, vo["vcpus"], 1, 64) ?? 1;
@@ -402,12 +605,32 @@ export function validateScenario(input: unknown, file: string): Scenario {
       }
       return dev;
     });
-    vms.push({ name, vcpus, memoryMiB, maxVersion, devices });
+    let lostInterruptPollUs: number | undefined;
+    if (vo["lostInterruptPollUs"] !== undefined) {
+      const p = vo["lostInterruptPollUs"];
+      if (typeof p !== "number" || !Number.isFinite(p) || p < 1 || p > 1_000_000 || Math.round(p * 1000) !== p * 1000) {
+        c.fail(`${w}.lostInterruptPollUs`, p, "must be a number of µs in [1, 1000000] (ns resolution)");
+      }
+      lostInterruptPollUs = p as number;
+    }
+    const storageTimeoutMs = c.optInt(`${w}.storageTimeoutMs`, vo["storageTimeoutMs"], 1, 600_000);
+    vms.push({
+      name,
+      vcpus,
+      memoryMiB,
+      maxVersion,
+      devices,
+      ...(lostInterruptPollUs !== undefined ? { lostInterruptPollUs } : {}),
+      ...(storageTimeoutMs !== undefined ? { storageTimeoutMs } : {}),
+    });
   });
 
   const workloads = c.array("workloads", o["workloads"] ?? [], "workloads").map((w, i) => checkWorkload(c, `workloads[${i}]`, w, vms));
   const actions = c.array("actions", o["actions"] ?? [], "actions").map((a, i) => checkAction(c, `actions[${i}]`, a, vms, durationMs));
-  return { file, ...desc, seed, durationMs, host, vms, switches, workloads, actions };
+  const faults = c.array("faults", o["faults"] ?? [], "faults {kind, vm, atMs, ...}").map((f, i) => checkFault(c, `faults[${i}]`, f, vms, durationMs));
+  const longestTimeout = Math.max(...vms.map((m) => m.storageTimeoutMs ?? DEFAULT_STORAGE_TIMEOUT_MS));
+  const settleMs = c.optInt("settleMs", o["settleMs"], 1, MAX_DURATION_MS) ?? longestTimeout + 1000;
+  return { file, ...desc, seed, durationMs, settleMs, host, vms, switches, workloads, actions, faults };
 }
 
 /** Reads and validates a scenario file; JSON syntax errors name the file too. */

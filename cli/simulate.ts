@@ -27,7 +27,9 @@ import {
 } from "../core/index.js";
 import { echoPlugin } from "../drivers/echo/index.js";
 import { NETWORK_SWITCHES, networkPlugin, type NetvscDriver, type SwitchRegistry, type VirtualSwitch } from "../drivers/netvsc/index.js";
-import { storagePlugin, type DiskSpec, type ScsiDisk, type StorvscDriver } from "../drivers/storvsc/index.js";
+import { STORVSC_CONFIG, storagePlugin, type DiskSpec, type ScsiDisk, type StorvscDriver } from "../drivers/storvsc/index.js";
+import { startFault, type FaultResult } from "./faults.js";
+import { RequestLedger, SettleDeadline, sumTallies, type RequestTally } from "./ledger.js";
 import { IpHost, nicAddress, runPing, runUdp, type PingResult, type UdpResult } from "./network.js";
 import type { DeviceScenario, NicDeviceScenario, PingWorkload, Scenario, StorageWorkload, UdpWorkload, VmScenario } from "./scenario.js";
 import { versionNumber } from "./scenario.js";
@@ -101,6 +103,9 @@ export async function buildAndBoot(scenario: Scenario, options: BuildOptions = {
   const vms: BuiltVm[] = [];
   for (const spec of scenario.vms) {
     const vm = sys.addVm({ name: spec.name, vcpus: spec.vcpus, memoryBytes: spec.memoryMiB * MiB, guestMaxVersion: versionNumber(spec.maxVersion) });
+    // Before boot: the storvsc driver reads its configuration at probe.
+    if (spec.storageTimeoutMs !== undefined) vm.container.register(STORVSC_CONFIG, { useValue: { requestTimeoutNs: spec.storageTimeoutMs * NS_PER_MS } });
+    if (spec.lostInterruptPollUs !== undefined) vm.client.setLostInterruptWatchdog(Math.round(spec.lostInterruptPollUs * 1000));
     const devices: BuiltDevice[] = [];
     for (const d of spec.devices) {
       if (d.type === "storage") {
@@ -228,6 +233,8 @@ export interface StorageResult {
   readonly mibPerSec: number;
   /** Completion latency in µs of virtual time. */
   readonly latencyUs: LatencySummary;
+  /** Every I/O by outcome: completed, failed by error type, lost (outstanding at the settle deadline). */
+  readonly requests: RequestTally;
 }
 
 export interface ActionResult {
@@ -271,6 +278,16 @@ export interface NetworkResults {
   readonly switches: readonly SwitchResult[];
 }
 
+/** Requests of the whole run, and the bound they were held to. */
+export interface RequestSummary {
+  /** Every workload's requests and the faults' own (ring-full), summed. */
+  readonly total: RequestTally;
+  /** Virtual time (from the run's start) by which every request had to settle: durationMs + settleMs. */
+  readonly settleDeadlineMs: number;
+  /** Virtual time (from the run's start) the last request settled, ms. */
+  readonly lastSettledMs: number;
+}
+
 export interface RunResults {
   readonly scenario: string;
   readonly seed: number;
@@ -280,6 +297,9 @@ export interface RunResults {
   readonly storage: readonly StorageResult[];
   readonly network: NetworkResults;
   readonly actions: readonly ActionResult[];
+  /** What each scenario fault did (empty without faults). */
+  readonly faults: readonly FaultResult[];
+  readonly requests: RequestSummary;
 }
 
 export interface RunOptions {
@@ -323,7 +343,10 @@ function findDisk(b: BuiltVm, w: StorageWorkload): ScsiDisk {
   return disk;
 }
 
-async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload, durationNs: number, progress: (f: number) => void): Promise<StorageResult> {
+/** Pause after an I/O that failed without any virtual time passing, so a broken disk cannot spin a workload in one instant. */
+const FAILED_IO_BACKOFF_NS = 100_000;
+
+async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload, durationNs: number, ledger: RequestLedger, progress: (f: number) => void): Promise<StorageResult> {
   const { sys } = built;
   const b = built.vms.find((x) => x.vm.name === w.vm) as BuiltVm;
   const disk = findDisk(b, w);
@@ -349,16 +372,20 @@ async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload,
       const vcpu = vcpus[k % vcpus.length];
       if (vcpu === undefined) return;
       while (more()) {
+        // A disk whose LUN or controller went away (a rescind) refuses
+        // everything at once: stop rather than spin.
+        if (disk.gone) break;
         issued++;
         const unit = w.pattern.startsWith("seq") ? cursor++ % units : rng.int(0, units - 1);
         const isRead = w.pattern === "randread" || w.pattern === "seqread" || (w.pattern === "randrw" && rng.int(0, 99) < w.readPercent);
         const t0 = sys.sim.now;
-        try {
-          if (isRead) await vcpu.issue(() => disk.read(unit * blocks, blocks));
-          else await vcpu.issue(() => disk.write(unit * blocks, data));
-        } catch (e) {
+        const io: Promise<unknown> = isRead ? vcpu.issue(() => disk.read(unit * blocks, blocks)) : vcpu.issue(() => disk.write(unit * blocks, data));
+        const s = await ledger.track(io);
+        if (s.status === "lost") break;
+        if (s.status === "failed") {
           errors++;
-          firstError ??= (e as Error).message;
+          firstError ??= (s.error as Error).message;
+          if (sys.sim.now === t0) await sys.sim.scheduler.sleep(FAILED_IO_BACKOFF_NS, "failed I/O backoff");
         }
         if (isRead) reads++;
         else writes++;
@@ -386,6 +413,7 @@ async function runStorage(built: BuiltSystem, index: number, w: StorageWorkload,
     iops: elapsed > 0 ? Math.round((done / elapsed) * 1e9) : 0,
     mibPerSec: elapsed > 0 ? round3((done * w.blockSize) / MiB / (elapsed / 1e9)) : 0,
     latencyUs: summarize(latencies),
+    requests: ledger.tally(),
   };
 }
 
@@ -396,7 +424,7 @@ function firstNic(built: BuiltSystem, vm: string): IpHost {
   return h;
 }
 
-async function runNetwork(built: BuiltSystem, index: number, w: PingWorkload | UdpWorkload, durationNs: number, progress: (f: number) => void): Promise<PingResult | UdpResult> {
+async function runNetwork(built: BuiltSystem, index: number, w: PingWorkload | UdpWorkload, durationNs: number, ledger: RequestLedger, progress: (f: number) => void): Promise<PingResult | UdpResult> {
   const { sys } = built;
   const src = firstNic(built, w.from);
   const dst = firstNic(built, w.to);
@@ -404,8 +432,8 @@ async function runNetwork(built: BuiltSystem, index: number, w: PingWorkload | U
   const vcpu = b.vm.partition.vcpus[0];
   if (vcpu === undefined) throw new SimulationError(`${w.from}: no vCPU`);
   const endAt = sys.sim.now + durationNs;
-  if (w.type === "ping") return runPing(index, w, src, dst, vcpu, sys.sim.scheduler, endAt, progress);
-  return runUdp(index, w, src, dst, vcpu, sys.sim.scheduler, sys.sim.rng.fork(`workload ${index}`), endAt, progress);
+  if (w.type === "ping") return runPing(index, w, src, dst, vcpu, sys.sim.scheduler, endAt, ledger, progress);
+  return runUdp(index, w, src, dst, vcpu, sys.sim.scheduler, sys.sim.rng.fork(`workload ${index}`), endAt, ledger, progress);
 }
 
 /** `channels/<relid>/<attr>` → the absolute path under the device that owns that relid. */
@@ -433,13 +461,28 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
   const actions: ActionResult[] = [];
   const network: (PingResult | UdpResult)[] = [];
   const t0 = sys.sim.now;
+  // Every request must settle by then; see ledger.ts.
+  const deadline = new SettleDeadline(sys.sim.scheduler, t0 + durationNs + scenario.settleMs * NS_PER_MS);
+  const ledgers = scenario.workloads.map(() => new RequestLedger(deadline));
+  let lastSettled = t0;
+  const settled = <T>(p: Promise<T>): Promise<T> =>
+    p.then((v) => {
+      lastSettled = Math.max(lastSettled, sys.sim.now);
+      return v;
+    });
+  const faultReports: (() => FaultResult)[] = [];
   const storage = await sys.run(
     () =>
       Promise.all([
-        Promise.all(scenario.workloads.map((w, i) => (w.type === "storage" ? runStorage(built, i, w, durationNs, report(i)) : Promise.resolve(null)))),
-        Promise.all(scenario.workloads.map((w, i) => (w.type !== "storage" ? runNetwork(built, i, w, durationNs, report(i)) : Promise.resolve(null)))).then((r) => {
+        Promise.all(scenario.workloads.map((w, i) => (w.type === "storage" ? settled(runStorage(built, i, w, durationNs, ledgers[i] as RequestLedger, report(i))) : Promise.resolve(null)))),
+        Promise.all(scenario.workloads.map((w, i) => (w.type !== "storage" ? settled(runNetwork(built, i, w, durationNs, ledgers[i] as RequestLedger, report(i))) : Promise.resolve(null)))).then((r) => {
           for (const x of r) if (x !== null) network.push(x);
         }),
+        ...scenario.faults.map((f, i) =>
+          settled(startFault(built, i, f, t0, deadline)).then((r) => {
+            faultReports[i] = r;
+          }),
+        ),
         ...scenario.actions.map(async (a) => {
           await sys.sim.scheduler.sleep(a.atMs * NS_PER_MS, "scenario action");
           const b = built.vms.find((x) => x.vm.name === a.vm) as BuiltVm;
@@ -463,7 +506,12 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
       ]).then(([s]) => s.filter((x): x is StorageResult => x !== null)),
     "scenario",
   );
+  deadline.cancel();
   const runNs = sys.sim.now - t0;
+  const faults = faultReports.map((r) => r());
+  const ping = network.filter((x): x is PingResult => "replies" in x);
+  const udp = network.filter((x): x is UdpResult => "intact" in x);
+  const tallies = [...storage.map((x) => x.requests), ...ping.map((x) => x.requests), ...udp.map((x) => x.requests), ...faults.flatMap((f) => (f.requests === null ? [] : [f.requests]))];
   return {
     scenario: scenario.file,
     seed: built.seed,
@@ -476,8 +524,8 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
     })),
     storage,
     network: {
-      ping: network.filter((x): x is PingResult => "replies" in x),
-      udp: network.filter((x): x is UdpResult => "intact" in x),
+      ping,
+      udp,
       nics: built.ipHosts.map((h) => ({
         vm: h.vmName,
         mac: h.mac,
@@ -503,5 +551,11 @@ export async function runWorkloads(built: BuiltSystem, options: RunOptions = {})
       })),
     },
     actions: actions.sort((a, b) => a.atMs - b.atMs),
+    faults,
+    requests: {
+      total: sumTallies(tallies),
+      settleDeadlineMs: round3((deadline.atNs - t0) / NS_PER_MS),
+      lastSettledMs: round3((lastSettled - t0) / NS_PER_MS),
+    },
   };
 }

@@ -72,9 +72,16 @@ export class PartitionCounters {
   unknownRelidInterrupts = 0;
   /** SINT2 interrupts whose message slot held a message but no message handler was installed. */
   unhandledMessages = 0;
-  /** Throttling episodes and the virtual time spent suspended. */
+  /** Throttling episodes and the virtual time spent suspended (forced suspensions included). */
   throttleEvents = 0;
   throttledNs = 0;
+  /** Suspensions forced by fault injection (`FaultInjector.suspendVm`). */
+  faultSuspensions = 0;
+  /** Channel interrupts fault injection dropped (flag set, SINT2 not raised) or delivered late. */
+  interruptsDropped = 0;
+  interruptsDelayed = 0;
+  /** Monitor scans fault injection delayed. */
+  monitorScansDelayed = 0;
   /** Channel interrupts delivered, by relid (Linux `channels/<relid>/interrupts` is kept from these). */
   readonly relidInterrupts = new Float64Array(HV_EVENT_FLAGS_COUNT);
 }

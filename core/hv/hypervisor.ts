@@ -47,6 +47,7 @@ import {
   VMBUS_MESSAGE_TYPE_CHANNEL,
   type HvStatus,
 } from "./constants.js";
+import { FaultInjector } from "./faults.js";
 import { GuestPartition, HostPartition } from "./partition.js";
 import { currentVcpu, type Vcpu } from "./vcpu.js";
 import { runSettled } from "../sim/settle.js";
@@ -233,6 +234,8 @@ export class HostEventConnection {
 
 export class Hypervisor {
   readonly host: HostPartition;
+  /** Fault injection (dropped or late interrupts, late monitor scans, stalled host devices, forced suspensions). */
+  readonly faults: FaultInjector;
   private readonly guests: GuestPartition[] = [];
   private readonly asyncVcpuContext: boolean;
 
@@ -242,6 +245,7 @@ export class Hypervisor {
   ) {
     this.asyncVcpuContext = options.asyncVcpuContext ?? false;
     this.host = new HostPartition(this, 0, "host");
+    this.faults = new FaultInjector(this);
     const t = sim.tracer;
     if (t.wants("partitionCreated")) {
       t.emit("partitionCreated", { timeNs: sim.now, partitionId: 0, vpIndex: null, name: "host", kind: "host" });
@@ -379,7 +383,15 @@ export class Hypervisor {
     const vcpu = this.vcpuOf(vm, vpIndex);
     vcpu.synic.setEventFlag(VMBUS_MESSAGE_SINT, relid);
     vm.counters.hostSignals++;
-    const delay = this.sim.costs.interruptDeliveryNs;
+    let delay = this.sim.costs.interruptDeliveryNs;
+    // Fault injection: one length test when no interrupt fault is active.
+    if (this.faults.interruptRules.length !== 0) {
+      const extra = this.faults.interruptFate(vm);
+      // Dropped: the flag above stays set and SINT2 is not raised; the next
+      // interrupt on this vCPU (or the guest's watchdog) finds the flag.
+      if (extra < 0) return;
+      delay += extra;
+    }
     const t = this.sim.tracer;
     if (t.wants("interruptRaised")) {
       const now = this.sim.scheduler.now;
@@ -538,17 +550,33 @@ export class Hypervisor {
     const now = this.sim.scheduler.now;
     const until = now + this.sim.costs.throttleSuspendNs;
     const count = vm.throttleWindowCount;
-    if (vm.suspendedUntilNs <= now) vm.suspendedSinceNs = now;
-    vm.suspendedUntilNs = until;
     vm.counters.throttleEvents++;
     // A fresh window after the suspension: the guest is judged on new behaviour.
     vm.throttleWindowStartNs = until;
     vm.throttleWindowCount = 0;
+    this.suspendAll(vm, until, count);
+  }
+
+  /**
+   * @internal Suspends every vCPU of `vm` until `untilNs`, as throttling
+   * does (`FaultInjector.suspendVm`: a throttled guest on demand). Extends
+   * a suspension under way, never shortens it.
+   */
+  suspendVm(vm: GuestPartition, untilNs: number): void {
+    vm.counters.faultSuspensions++;
+    this.suspendAll(vm, untilNs, 0);
+  }
+
+  private suspendAll(vm: GuestPartition, until: number, unnecessarySignals: number): void {
+    const now = this.sim.scheduler.now;
+    if (vm.suspendedUntilNs <= now) vm.suspendedSinceNs = now;
+    // max: a throttle during a longer forced suspension must not cut it short.
+    if (until > vm.suspendedUntilNs) vm.suspendedUntilNs = until;
     for (const v of vm.vcpus) v.suspendUntil(until);
-    (vm.resumeTimer as Timer).armAt(until);
+    (vm.resumeTimer as Timer).armAt(vm.suspendedUntilNs);
     const t = this.sim.tracer;
     if (t.wants("throttle")) {
-      t.emit("throttle", { timeNs: now, partitionId: vm.id, vpIndex: null, phase: "begin", unnecessarySignals: count, untilNs: until });
+      t.emit("throttle", { timeNs: now, partitionId: vm.id, vpIndex: null, phase: "begin", unnecessarySignals, untilNs: vm.suspendedUntilNs });
     }
   }
 

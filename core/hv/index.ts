@@ -10,6 +10,17 @@ export type { MonitorChannelConfig } from "./monitor.js";
 export { GuestPartition, HostPartition, Partition } from "./partition.js";
 export type { PartitionKind } from "./partition.js";
 export { Hypervisor } from "./hypervisor.js";
+export { FaultInjector, FaultSpecError, HostStallFault, InjectedFault, InterruptFault, MonitorFault, SuspendFault } from "./faults.js";
+export type {
+  FaultKind,
+  FaultState,
+  FaultTotals,
+  FaultWindow,
+  InterruptFaultOptions,
+  MonitorFaultOptions,
+  StallableHostDevice,
+  SuspendFaultOptions,
+} from "./faults.js";
 export type {
   GuestMessageOptions,
   HostEventHandler,

@@ -189,7 +189,10 @@ export class MonitorPages {
     if (t === undefined || t.armed) return;
     const armed = Atomics.load(this.words, (this.clientGpa + monitorArmedOffset(group)) >> 2) & mask;
     if (armed === 0) return;
-    t.arm(this.latencyNs(monitorId));
+    const faults = this.vm.hypervisor.faults;
+    // Fault injection: one length test when no monitor fault is active.
+    if (faults.monitorRules.length !== 0) t.arm(this.latencyNs(monitorId) + faults.monitorExtraNs(this.vm));
+    else t.arm(this.latencyNs(monitorId));
   }
 
   /** The hypervisor's look at one entry: clear the pending bit and wake the host once. */

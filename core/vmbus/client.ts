@@ -16,7 +16,7 @@
  * the host can signal it, any vCPU finds it. An event bit for a relid that
  * is not (or no longer) in the array is counted by the ISR and ignored.
  */
-import { ErrnoError, ProtocolError, VmbusSimError } from "../errors.js";
+import { ErrnoError, InvalidArgumentError, ProtocolError, VmbusSimError } from "../errors.js";
 import { HVMSG_NONE, HV_MESSAGE_SIZE, HV_STATUS_SUCCESS, VMBUS_MESSAGE_SINT } from "../hv/constants.js";
 import { postMessageWithRetry } from "../hv/guest.js";
 import type { GuestPartition } from "../hv/partition.js";
@@ -115,9 +115,18 @@ export class VmbusClient implements ChannelControl {
   readonly log: ControlLogEntry[] = [];
   logEnabled = true;
   readonly isr: VmbusIsr;
+  /** Lost-interrupt watchdog of this VM's channels, ns; 0 = off (see `setLostInterruptWatchdog`). */
+  lostInterruptPollNs = 0;
+  lostInterruptMaxPollNs = 0;
 
   private readonly maxVersion: number;
-  private readonly waiters = new Map<string, Waiter>();
+  /**
+   * Requests waiting for a response, by key, oldest first: two requests with
+   * the same key (two MODIFYCHANNELs of one channel in flight) each get one
+   * response, in order — as Linux completes the first matching entry of
+   * `chn_msg_list` — instead of the second hiding the first forever.
+   */
+  private readonly waiters = new Map<string, Waiter[]>();
   private nextGpadl = GPADL_FIRST_HANDLE;
   private work: Promise<void> = Promise.resolve();
   private probes: Promise<void>[] = [];
@@ -215,6 +224,22 @@ export class VmbusClient implements ChannelControl {
     await done;
   }
 
+  /**
+   * Turns on (pollNs > 0) or off (0) the lost-interrupt watchdog of every
+   * channel of this VM: the simulator's recovery model for dropped
+   * interrupts, not a Linux mechanism (see `GuestChannel`). Off by default,
+   * so runs without faults keep their traces. `maxPollNs` (default 16 ×
+   * pollNs) bounds the back-off of polls that find nothing.
+   */
+  setLostInterruptWatchdog(pollNs: number, maxPollNs = pollNs * 16): void {
+    if (!Number.isSafeInteger(pollNs) || pollNs < 0) throw new InvalidArgumentError("lost-interrupt watchdog pollNs", pollNs, "must be a non-negative safe integer of nanoseconds");
+    if (!Number.isSafeInteger(maxPollNs) || maxPollNs < pollNs) {
+      throw new InvalidArgumentError("lost-interrupt watchdog maxPollNs", maxPollNs, `must be a safe integer ≥ pollNs (${pollNs})`);
+    }
+    this.lostInterruptPollNs = pollNs;
+    this.lostInterruptMaxPollNs = maxPollNs;
+  }
+
   /** The channel with this relid, if offered and not released. */
   channel(relid: number): GuestChannel | undefined {
     return Number.isInteger(relid) && relid >= 0 && relid < MAX_CHANNEL_RELIDS ? this.channels[relid] : undefined;
@@ -299,27 +324,35 @@ export class VmbusClient implements ChannelControl {
   private expect(key: string, relid?: number): Promise<ChannelMessage> {
     const k = relid === undefined ? key : `${key}@${relid}`;
     return new Promise<ChannelMessage>((resolve, reject) => {
-      this.waiters.set(k, { resolve, reject });
+      const list = this.waiters.get(k);
+      if (list === undefined) this.waiters.set(k, [{ resolve, reject }]);
+      else list.push({ resolve, reject });
     });
   }
 
+  /** Takes the oldest waiter of `k`, if any. */
+  private takeWaiter(k: string): Waiter | undefined {
+    const list = this.waiters.get(k);
+    const w = list?.shift();
+    if (list !== undefined && list.length === 0) this.waiters.delete(k);
+    return w;
+  }
+
   private complete(key: string, relid: number | undefined, msg: ChannelMessage): void {
-    const k = relid === undefined ? key : `${key}@${relid}`;
-    const w = this.waiters.get(k);
+    const w = this.takeWaiter(relid === undefined ? key : `${key}@${relid}`);
     if (w === undefined) {
       this.counters.unexpectedMessages++;
       return;
     }
-    this.waiters.delete(k);
     w.resolve(msg);
   }
 
   /** Fails every request waiting on `relid` (the channel was rescinded). */
   private failWaiters(relid: number, error: unknown): void {
-    for (const [k, w] of this.waiters) {
+    for (const [k, list] of this.waiters) {
       if (k.endsWith(`@${relid}`)) {
         this.waiters.delete(k);
-        w.reject(error);
+        for (const w of list) w.reject(error);
       }
     }
   }
@@ -389,9 +422,7 @@ export class VmbusClient implements ChannelControl {
   private completeTorndown(gpadl: number, msg: ChannelMessage): void {
     for (const k of this.waiters.keys()) {
       if (k.startsWith(`torndown ${gpadl}@`)) {
-        const w = this.waiters.get(k) as Waiter;
-        this.waiters.delete(k);
-        w.resolve(msg);
+        this.takeWaiter(k)?.resolve(msg);
         return;
       }
     }

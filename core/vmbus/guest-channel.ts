@@ -11,6 +11,7 @@ import { ErrnoError, VmbusSimError } from "../errors.js";
 import { signalChannel } from "../hv/guest.js";
 import type { GuestPartition } from "../hv/partition.js";
 import { currentVcpu, type Vcpu } from "../hv/vcpu.js";
+import type { Timer } from "../sim/scheduler.js";
 import { PAGE_SIZE } from "../memory/guest-memory.js";
 import type { GpaRange } from "../memory/paged-view.js";
 import { VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, VM_PKT_COMP } from "../ring/layout.js";
@@ -38,6 +39,10 @@ export interface ChannelControl {
   openChannel(channel: GuestChannel, gpadl: number, downstreamPages: number, userData: Uint8Array): Promise<number>;
   closeChannel(channel: GuestChannel): Promise<void>;
   modifyChannel(channel: GuestChannel, vpIndex: number): Promise<void>;
+  /** Lost-interrupt watchdog period, ns (0 or absent: off). See `GuestChannel` "Lost-interrupt watchdog". */
+  readonly lostInterruptPollNs?: number;
+  /** Longest period the watchdog backs off to, ns (default: the period). */
+  readonly lostInterruptMaxPollNs?: number;
 }
 
 export interface ChannelOpenOptions {
@@ -92,6 +97,29 @@ class PacketCompletion implements Completion {
   }
 }
 
+/**
+ * One guest channel.
+ *
+ * ## Lost-interrupt watchdog (off by default)
+ *
+ * This is the simulator's recovery model for injected faults, not a Linux
+ * mechanism: Linux trusts the hypervisor to deliver every channel
+ * interrupt. When fault injection drops an interrupt, the relid's event
+ * flag stays set and the next SINT2 on that vCPU finds it — but if no other
+ * interrupt comes, the completion sits in the inbound ring, and because the
+ * ring is no longer empty the host will not signal again: the channel would
+ * wait for ever. With `VmbusClient.setLostInterruptWatchdog(pollNs)`, a
+ * channel that has requests outstanding, senders blocked on a full ring, or
+ * unread inbound data looks at its inbound ring every `pollNs` of virtual
+ * time (from its target vCPU, as queued work, so it waits for a busy or
+ * suspended vCPU like an interrupt would) and, if there is something to
+ * read or room for a blocked sender, runs the same path as the channel's
+ * interrupt callback. A poll that finds nothing doubles the period, up to
+ * `maxPollNs`; one that finds work goes back to `pollNs`. The watchdog stops
+ * when nothing is outstanding, so an idle simulation still ends.
+ * Limitation: a channel that only receives (nothing of its own outstanding)
+ * is recovered by the next interrupt on its vCPU or its next request.
+ */
 export class GuestChannel implements SysfsChannel {
   readonly relid: number;
   readonly subchannelIndex: number;
@@ -116,6 +144,9 @@ export class GuestChannel implements SysfsChannel {
   interrupts = 0;
   sigEvents = 0;
   malformedPackets = 0;
+  /** Lost-interrupt watchdog (simulator only): polls run, and polls that found unread data or freed a blocked sender. */
+  watchdogPolls = 0;
+  watchdogRecoveries = 0;
 
   endpoint: ChannelEndpoint | null = null;
   primary: GuestChannel | null = null;
@@ -129,6 +160,9 @@ export class GuestChannel implements SysfsChannel {
   private requestor: VmbusRequestor<PendingRequest> | null = null;
   private onPacket: ((p: IncomingPacket, ch: GuestChannel) => void) | null = null;
   private readonly gpadls = new Set<number>();
+  private watchdogTimer: Timer | null = null;
+  /** Current watchdog period (backs off while polls find nothing). */
+  private watchdogNs = 0;
   private readonly signalTarget: { connectionId: number; monitorId: number | undefined; lowLatency: boolean } = {
     connectionId: 0,
     monitorId: undefined,
@@ -358,6 +392,11 @@ export class GuestChannel implements SysfsChannel {
   /** Called by the VMBus ISR on whichever vCPU the host interrupted. */
   onInterrupt(): void {
     this.interrupts++;
+    this.processInbound();
+  }
+
+  /** What an interrupt does for this channel: blocked senders retried, the inbound ring drained. */
+  private processInbound(): void {
     const ep = this.endpoint;
     if (ep === null || this.state !== CHANNEL_OPENED_STATE) return;
     try {
@@ -417,6 +456,8 @@ export class GuestChannel implements SysfsChannel {
       // publishes now, without a promise for the send itself; only a full
       // ring (or senders already waiting) takes the queued path, which keeps
       // the channel's packets in order.
+      const poll = this.control.lostInterruptPollNs;
+      if (poll !== undefined && poll > 0) this.armWatchdog(poll);
       if (!ep.closed && ep.tryWrite((w) => write(w, id))) {
         ep.commit();
         this.traceRing("out");
@@ -488,8 +529,51 @@ export class GuestChannel implements SysfsChannel {
     return ep;
   }
 
+  /** Arms the lost-interrupt watchdog at `pollNs` unless it is already armed. */
+  private armWatchdog(pollNs: number): void {
+    let t = this.watchdogTimer;
+    if (t === null) {
+      t = this.vm.hypervisor.sim.scheduler.timer(`${this.name} lost-interrupt watchdog`, () => this.watchdogFired());
+      this.watchdogTimer = t;
+    }
+    if (t.armed) return;
+    this.watchdogNs = pollNs;
+    t.arm(pollNs);
+  }
+
+  /** The watchdog's period is over: poll from the target vCPU, as queued work (it waits for a busy or suspended vCPU). */
+  private watchdogFired(): void {
+    const vcpu = this.vm.vcpus[this.targetCpu] ?? (this.vm.vcpus[0] as Vcpu);
+    vcpu.run(() => this.watchdogPoll(), "lost-interrupt watchdog").catch((e: unknown) => {
+      this.vm.hypervisor.sim.scheduler.reportError(`${this.name} lost-interrupt watchdog`, e);
+    });
+  }
+
+  private watchdogPoll(): void {
+    const ep = this.endpoint;
+    const poll = this.control.lostInterruptPollNs ?? 0;
+    if (ep === null || this.state !== CHANNEL_OPENED_STATE || poll <= 0) return;
+    this.watchdogPolls++;
+    const inb = ep.reader.ring;
+    const unread = inb.loadWriteIndex() !== inb.loadReadIndex();
+    const blocked = ep.blockedSenders;
+    let found = unread;
+    if (unread || blocked > 0) {
+      this.processInbound();
+      if (ep.blockedSenders < blocked) found = true;
+    }
+    if (found) this.watchdogRecoveries++;
+    if (this.endpoint !== ep || this.state !== CHANNEL_OPENED_STATE) return;
+    const stillUnread = inb.loadWriteIndex() !== inb.loadReadIndex();
+    if (this.outstanding === 0 && ep.blockedSenders === 0 && !stillUnread) return;
+    const max = Math.max(poll, this.control.lostInterruptMaxPollNs ?? poll);
+    this.watchdogNs = found ? poll : Math.min(max, this.watchdogNs * 2);
+    (this.watchdogTimer as Timer).arm(this.watchdogNs);
+  }
+
   /** Stops the channel: waiting senders and outstanding requests fail with `reason`. */
   private shutdown(reason: unknown): void {
+    this.watchdogTimer?.cancel();
     const ep = this.endpoint;
     if (ep !== null) ep.close(reason instanceof Error ? reason.message : String(reason));
     const rq = this.requestor;

@@ -22,6 +22,7 @@
  * interrupt towards the guest and the device-facing API.
  */
 import { InvalidArgumentError, ProtocolError, VmbusSimError } from "../errors.js";
+import type { StallableHostDevice } from "../hv/faults.js";
 import type { Hypervisor } from "../hv/hypervisor.js";
 import type { GuestPartition } from "../hv/partition.js";
 import { type GpaRange, type GpadlView, type PagedView, gpaRangeView } from "../memory/paged-view.js";
@@ -124,6 +125,10 @@ export class HostChannelCounters {
   closes = 0;
   /** Accepted MODIFYCHANNEL re-targets. */
   retargets = 0;
+  /** Wakeups (guest signals, device `service()` calls) deferred because the device was stalled (fault injection). */
+  wakeupsDeferred = 0;
+  /** Interrupts towards the guest held while the device was stalled, raised when it came back. */
+  interruptsHeld = 0;
 }
 
 /** Default `maxPacketSize` of a host endpoint. */
@@ -161,6 +166,8 @@ export class HostChannel {
   ringGpadl: number | null = null;
 
   private packetHandler: HostPacketHandler | null = null;
+  /** An interrupt towards the guest was held during a stall of the device. */
+  private heldSignal = false;
   /**
    * Set when a drain finished with the guest→host ring empty, cleared by
    * every guest signal. A guest that follows `hv_signal_on_write` (§3.1)
@@ -270,6 +277,12 @@ export class HostChannel {
 
   /** @internal Interrupt towards the guest: the endpoint's `signalPeer`. Reads `targetVp` now, so MODIFYCHANNEL takes effect at once. */
   signalGuest(): void {
+    if (this.device.stallDepth !== 0) {
+      // A stalled device raises nothing; `resumeAfterStall` raises it.
+      if (!this.heldSignal) this.counters.interruptsHeld++;
+      this.heldSignal = true;
+      return;
+    }
     this.counters.interruptsToGuest++;
     this.server.hv.signalGuest(this.server.vm, this.targetVp, this.relid);
   }
@@ -298,8 +311,27 @@ export class HostChannel {
       this.counters.spuriousWakeups++;
       return;
     }
+    if (this.device.stallDepth !== 0) {
+      // Stalled (fault injection): the signal is noted, the ring stays as it is.
+      this.counters.wakeupsDeferred++;
+      return;
+    }
     this.counters.hostWakeups++;
     this.service();
+  }
+
+  /**
+   * @internal The device's stall ended: service the channel as a wakeup
+   * would (blocked host senders retried, the guest → host ring drained,
+   * completions published) and raise the interrupt held during the stall,
+   * unless servicing raised one already.
+   */
+  resumeAfterStall(): void {
+    const held = this.heldSignal;
+    this.heldSignal = false;
+    const before = this.counters.interruptsToGuest;
+    this.service();
+    if (held && this.counters.interruptsToGuest === before && this.state === "open" && this.endpoint !== null) this.signalGuest();
   }
 
   /**
@@ -312,6 +344,11 @@ export class HostChannel {
   service(): void {
     const ep = this.endpoint;
     if (this.state !== "open" || ep === null || this.failed) return;
+    if (this.device.stallDepth !== 0) {
+      // The device's own retry (its queue drained) waits for the stall's end too.
+      this.counters.wakeupsDeferred++;
+      return;
+    }
     try {
       ep.retryBlocked();
       ep.drain(this.onPacketBound);
@@ -383,13 +420,28 @@ function roomForBlockedWriter(out: RingBuffer): boolean {
   return out.bytesToWrite(write, read) > pending;
 }
 
-/** A host device: its offer, its handler and its channels (primary first). */
-export class HostDevice {
+/**
+ * A host device: its offer, its handler and its channels (primary first).
+ *
+ * Fault injection can *stall* it (`hv.faults.stallHostDevice`): while
+ * stalled, none of its channels is serviced — guest signals are counted and
+ * deferred, the guest → host rings keep their packets, guest senders that
+ * fill a ring wait on pending_send_sz — and no interrupt goes to the guest.
+ * Work the device had already taken still finishes (its backend is not
+ * stalled) and may write completions into the host → guest ring; only the
+ * interrupt that would announce them is held. When the last stall ends,
+ * every channel is serviced and the held interrupts are raised.
+ */
+export class HostDevice implements StallableHostDevice {
   readonly offer: HostDeviceOffer;
   readonly handler: HostChannelHandler;
   readonly primary: HostChannel;
   /** @internal Set when a rescind of the whole device was requested. */
   rescindRequested: Promise<void> | null = null;
+  /** @internal > 0 while stalled (stalls nest); the channels' hot paths test it. */
+  stallDepth = 0;
+  /** Stall episodes begun (fault injection). */
+  stalls = 0;
   private readonly list: HostChannel[] = [];
 
   /** @internal Created by `VmbusServer.addDevice`. */
@@ -402,6 +454,23 @@ export class HostDevice {
 
   get name(): string {
     return this.offer.name;
+  }
+
+  /** True while a stall (fault injection) is in effect. */
+  get stalled(): boolean {
+    return this.stallDepth !== 0;
+  }
+
+  /** Stops answering (see the class comment). Nests with `endStall`. */
+  beginStall(): void {
+    if (this.stallDepth++ === 0) this.stalls++;
+  }
+
+  /** Ends one stall; the last one services every channel and raises the held interrupts. */
+  endStall(): void {
+    if (this.stallDepth === 0) return;
+    if (--this.stallDepth !== 0) return;
+    for (const ch of this.list.slice()) ch.resumeAfterStall();
   }
 
   /** Live channels (not released), primary first, then sub-channels by index. */

@@ -39,8 +39,8 @@ describe("validateScenario", () => {
   });
 
   it.each([
-    ["top-level unknown key", base({ sede: 1 }), 's.json: sede = 1: is not a known field (known: description, seed, durationMs, host, vms, switches, workloads, actions)'],
-    ["not an object", [1], "s.json: (top level) = [1]: must be an object {description, seed, durationMs, host, vms, switches, workloads, actions}"],
+    ["top-level unknown key", base({ sede: 1 }), 's.json: sede = 1: is not a known field (known: description, seed, durationMs, settleMs, host, vms, switches, workloads, actions, faults)'],
+    ["not an object", [1], "s.json: (top level) = [1]: must be an object {description, seed, durationMs, settleMs, host, vms, switches, workloads, actions, faults}"],
     ["seed", base({ seed: -1 }), "s.json: seed = -1: must be an integer in [0, 4294967295]"],
     ["durationMs", base({ durationMs: 0 }), "s.json: durationMs = 0: must be an integer in [1, 3600000]"],
     ["host.maxVersion", base({ host: { maxVersion: "6.0" } }), 's.json: host.maxVersion = "6.0": must be one of "5.3", "5.2", "5.1", "5.0", "4.1", "4.0", "3.0", "2.4"'],
@@ -48,7 +48,7 @@ describe("validateScenario", () => {
     ["host.costs unknown", base({ host: { costs: { hypercall: 5 } } }), "s.json: host.costs.hypercall = 5: is not a known field (known: hypercallNs, interruptDeliveryNs, messageDeliveryNs, monitorLatencyNs, eomNs, messageQueueDepth, throttleWindowNs, throttleUnnecessaryLimit, throttleSuspendNs)"],
     ["host.costs value", base({ host: { costs: { hypercallNs: -5 } } }), "s.json: host.costs.hypercallNs = -5: must be an integer in [0, 9007199254740991]"],
     ["vms empty", base({ vms: [] }), "s.json: vms = []: must list at least one VM"],
-    ["vm unknown key", base({ vms: vmWith([], { cpus: 4 }) }), "s.json: vms[0].cpus = 4: is not a known field (known: name, vcpus, memoryMiB, maxVersion, devices)"],
+    ["vm unknown key", base({ vms: vmWith([], { cpus: 4 }) }), "s.json: vms[0].cpus = 4: is not a known field (known: name, vcpus, memoryMiB, maxVersion, devices, lostInterruptPollUs, storageTimeoutMs)"],
     ["vm name", base({ vms: [{ name: "a b" }] }), 's.json: vms[0].name = "a b": must be 1-32 characters of A-Z a-z 0-9 _ . -'],
     ["vm name unique", base({ vms: [{ name: "a" }, { name: "a" }] }), 's.json: vms[1].name = "a": must be unique among VMs'],
     ["vcpus", base({ vms: [{ name: "a", vcpus: 0 }] }), "s.json: vms[0].vcpus = 0: must be an integer in [1, 64]"],
