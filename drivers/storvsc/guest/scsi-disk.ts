@@ -31,6 +31,14 @@ import {
 import { DiskGoneError, ShortTransferError, StorvscRemovedError, commandContext, type ScsiCommandContext } from "./errors.js";
 
 /** One SCSI command as the controller sends it. */
+
+/**
+ * The most one `read` call returns (1 GiB): the result is one buffer, and a
+ * count that asks for more would fail in the allocation with an untyped
+ * RangeError instead of here with the values named.
+ */
+export const MAX_READ_BYTES = 1 << 30;
+
 export interface ScsiRequest {
   readonly pathId: number;
   readonly targetId: number;
@@ -253,6 +261,9 @@ export class ScsiDisk {
   private async readChunks(lba: bigint | number, count: number, cpu: number): Promise<Uint8Array> {
     const first = this.checkRange("read", lba, count);
     const bs = this.cap.blockSize;
+    if (count * bs > MAX_READ_BYTES) {
+      throw new InvalidArgumentError(`${this.name} read count × block size`, count * bs, `must be at most ${MAX_READ_BYTES} bytes per call`);
+    }
     const out = new Uint8Array(count * bs);
     await Promise.all(
       this.chunks(first, count).map(async ({ lba: at, blocks, index }) => {

@@ -22,17 +22,27 @@ import {
 const U64_LIMIT = 1n << 64n;
 
 /**
- * A logical block length of 0 (or one that is not a power of two ≥ 512)
- * would make a guest divide by zero or misplace every LBA; no disk has one.
+ * The largest logical block length either side accepts: the host's disk
+ * specs allow powers of two up to this, and a guest that took a host's
+ * word for 2 GiB blocks would size one-block buffers beyond what a typed
+ * array can hold (the fuzzer found that: a RangeError instead of a typed
+ * error on the first read).
+ */
+export const MAX_LOGICAL_BLOCK_LENGTH = 65536;
+
+/**
+ * A logical block length of 0 (or one that is not a power of two in
+ * [512, MAX_LOGICAL_BLOCK_LENGTH]) would make a guest divide by zero,
+ * misplace every LBA or allocate gigabytes per block; no disk has one.
  */
 function isPlausibleBlockLength(n: number): boolean {
-  return n >= 512 && n <= 0x80000000 && (n & (n - 1)) === 0;
+  return n >= 512 && n <= MAX_LOGICAL_BLOCK_LENGTH && (n & (n - 1)) === 0;
 }
 
 function checkBlockLength(n: number): void {
   checkUint("blockLength", n, 32);
   if (!isPlausibleBlockLength(n)) {
-    throw new InvalidArgumentError("blockLength", n, "must be a power of two ≥ 512");
+    throw new InvalidArgumentError("blockLength", n, `must be a power of two in [512, ${MAX_LOGICAL_BLOCK_LENGTH}]`);
   }
 }
 
@@ -73,7 +83,7 @@ export function parseReadCapacity10Data(bytes: Uint8Array): ReadCapacity10Data &
   const returnedLba = v.getUint32(0, false);
   const blockLength = v.getUint32(4, false);
   if (!isPlausibleBlockLength(blockLength)) {
-    throw new ProtocolError("SCSI READ CAPACITY(10)", "LOGICAL BLOCK LENGTH", blockLength, "is not a power of two ≥ 512");
+    throw new ProtocolError("SCSI READ CAPACITY(10)", "LOGICAL BLOCK LENGTH", blockLength, `is not a power of two in [512, ${MAX_LOGICAL_BLOCK_LENGTH}]`);
   }
   return { returnedLba, blockLength, needsReadCapacity16: returnedLba === 0xffffffff };
 }
@@ -147,7 +157,7 @@ export function parseReadCapacity16Data(bytes: Uint8Array): ReadCapacity16Data {
   const v = viewOf(d);
   const blockLength = v.getUint32(8, false);
   if (!isPlausibleBlockLength(blockLength)) {
-    throw new ProtocolError("SCSI READ CAPACITY(16)", "LOGICAL BLOCK LENGTH", blockLength, "is not a power of two ≥ 512");
+    throw new ProtocolError("SCSI READ CAPACITY(16)", "LOGICAL BLOCK LENGTH", blockLength, `is not a power of two in [512, ${MAX_LOGICAL_BLOCK_LENGTH}]`);
   }
   const b12 = d[12] ?? 0;
   const b13 = d[13] ?? 0;
