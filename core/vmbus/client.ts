@@ -22,6 +22,7 @@ import { postMessageWithRetry } from "../hv/guest.js";
 import type { GuestPartition } from "../hv/partition.js";
 import { installVmbusIsr, type VmbusIsr } from "../hv/vmbus-isr.js";
 import { currentVcpu, type Vcpu } from "../hv/vcpu.js";
+import type { EventHandle } from "../sim/scheduler.js";
 import { PAGE_SIZE } from "../memory/guest-memory.js";
 import { deviceClassForOffer } from "./device-classes.js";
 import { VmbusDevice } from "./device.js";
@@ -71,6 +72,27 @@ export const MAX_CHANNEL_RELIDS = 2048;
 export interface VmbusClientOptions {
   /** Highest protocol version to try (`max_version`); default 5.3. */
   readonly maxVersion?: number;
+  /**
+   * How long a control request waits for the host's response, ns of
+   * virtual time, before it fails with ETIMEDOUT (default
+   * `VMBUS_CONTROL_TIMEOUT_NS`, 5 s).
+   */
+  readonly controlTimeoutNs?: number;
+}
+
+/**
+ * Default wait for a control-plane response: Linux gives version
+ * negotiation 5 s (`wait_for_completion_timeout(…, 5*HZ)`). Linux waits
+ * for the rest (GPADL_CREATED, OPENCHANNEL_RESULT, …) without a bound; we
+ * bound them too, because a host that drops or garbles one response (an
+ * OPENCHANNEL_RESULT with the wrong open id is ignored, as Linux ignores
+ * it) would otherwise hang the probe for ever — the fuzzer found that one.
+ */
+export const VMBUS_CONTROL_TIMEOUT_NS = 5_000_000_000;
+
+function checkControlTimeout(ns: number): number {
+  if (!Number.isSafeInteger(ns) || ns <= 0) throw new InvalidArgumentError("controlTimeoutNs", ns, "must be a positive safe integer of nanoseconds");
+  return ns;
 }
 
 /** How the client hands devices to the driver core. */
@@ -94,6 +116,8 @@ export interface ControlLogEntry {
 interface Waiter {
   resolve(m: ChannelMessage): void;
   reject(e: unknown): void;
+  /** The timeout; cancelled when the waiter is settled. */
+  timer: EventHandle | null;
 }
 
 export class VmbusClient implements ChannelControl {
@@ -120,6 +144,10 @@ export class VmbusClient implements ChannelControl {
   lostInterruptMaxPollNs = 0;
 
   private readonly maxVersion: number;
+  /** See `VmbusClientOptions.controlTimeoutNs`; change it with `setControlTimeout`. */
+  controlTimeoutNs: number;
+  /** Control requests that got no response in time. */
+  controlTimeouts = 0;
   /**
    * Requests waiting for a response, by key, oldest first: two requests with
    * the same key (two MODIFYCHANNELs of one channel in flight) each get one
@@ -140,6 +168,7 @@ export class VmbusClient implements ChannelControl {
     options: VmbusClientOptions = {},
   ) {
     this.maxVersion = options.maxVersion ?? VMBUS_DEFAULT_MAX_VERSION;
+    this.controlTimeoutNs = checkControlTimeout(options.controlTimeoutNs ?? VMBUS_CONTROL_TIMEOUT_NS);
     this.isr = installVmbusIsr(vm, {
       lookupChannel: (relid) => {
         const ch = this.channels[relid];
@@ -240,6 +269,15 @@ export class VmbusClient implements ChannelControl {
     this.lostInterruptMaxPollNs = maxPollNs;
   }
 
+  /**
+   * How long later control requests wait for the host's response (ns of
+   * virtual time) before failing with ETIMEDOUT; requests already waiting
+   * keep the timeout they started with.
+   */
+  setControlTimeout(ns: number): void {
+    this.controlTimeoutNs = checkControlTimeout(ns);
+  }
+
   /** The channel with this relid, if offered and not released. */
   channel(relid: number): GuestChannel | undefined {
     return Number.isInteger(relid) && relid >= 0 && relid < MAX_CHANNEL_RELIDS ? this.channels[relid] : undefined;
@@ -320,14 +358,46 @@ export class VmbusClient implements ChannelControl {
     if (this.logEnabled) this.log.push({ timeNs: this.sim.now, direction, text: describeChannelMessage(msg), msgtype: msg.msgtype, bytes });
   }
 
-  /** Registers interest in a response before the request goes out (so it cannot be missed). */
+  /**
+   * Registers interest in a response before the request goes out (so it
+   * cannot be missed). The promise rejects with ETIMEDOUT after
+   * `controlTimeoutNs` of virtual time without one; a response that comes
+   * later finds no waiter and is counted unexpected.
+   */
   private expect(key: string, relid?: number): Promise<ChannelMessage> {
     const k = relid === undefined ? key : `${key}@${relid}`;
-    return new Promise<ChannelMessage>((resolve, reject) => {
+    const p = new Promise<ChannelMessage>((resolve, reject) => {
+      const w: Waiter = {
+        resolve: (m) => {
+          w.timer?.cancel();
+          resolve(m);
+        },
+        reject: (e) => {
+          w.timer?.cancel();
+          reject(e);
+        },
+        timer: null,
+      };
+      w.timer = this.sim.scheduler.schedule(this.controlTimeoutNs, () => this.timeOut(k, w), `${this.vm.name} vmbus ${key} response timeout`);
       const list = this.waiters.get(k);
-      if (list === undefined) this.waiters.set(k, [{ resolve, reject }]);
-      else list.push({ resolve, reject });
+      if (list === undefined) this.waiters.set(k, [w]);
+      else list.push(w);
     });
+    // A caller whose request failed to post never awaits the response; its
+    // later timeout must not become an unhandled rejection.
+    p.catch(() => undefined);
+    return p;
+  }
+
+  private timeOut(k: string, w: Waiter): void {
+    const list = this.waiters.get(k);
+    const i = list === undefined ? -1 : list.indexOf(w);
+    if (list === undefined || i < 0) return;
+    list.splice(i, 1);
+    if (list.length === 0) this.waiters.delete(k);
+    this.controlTimeouts++;
+    w.timer = null;
+    w.reject(new ErrnoError("ETIMEDOUT", `vmbus ${this.vm.name} ${k}`, `no response from the host within ${this.controlTimeoutNs} ns of virtual time`));
   }
 
   /** Takes the oldest waiter of `k`, if any. */

@@ -12,6 +12,13 @@ import { FuzzViolation, SecretPages, SimDriver } from "../lib/oracle.js";
 
 /** Virtual time the bystander's requests get (far more than a round trip takes). */
 export const BYSTANDER_DEADLINE_NS = 50_000_000;
+/**
+ * The client's control-request timeout in these runs: well inside the
+ * deadline above, so a response the hostile host garbled or provoked the
+ * server into withholding (a GPADL_TEARDOWN after a forged failing
+ * OPENCHANNEL_RESULT) ends in ETIMEDOUT before the oracle calls it a hang.
+ */
+export const FUZZ_CONTROL_TIMEOUT_NS = 5_000_000;
 
 export interface EchoWorld {
   readonly sys: VmbusSystem;
@@ -36,6 +43,7 @@ export async function bootEchoWorld(): Promise<EchoWorld> {
     if (ch === undefined) throw new Error(`no host channel for relid ${d.channel.relid}`);
     return ch;
   };
+  vm.client.setControlTimeout(FUZZ_CONTROL_TIMEOUT_NS);
   const mem = vm.partition.memory;
   const first = mem.allocContiguous(16);
   const pool = Array.from({ length: 16 }, (_, i) => first + i);

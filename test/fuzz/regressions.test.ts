@@ -16,6 +16,14 @@ const REPLAYS: readonly { target: string; seed: number; path: string }[] = [
   { target: "storvsc", seed: 20261206, path: "828:2:1:6:5:5:5:5:6:5" },
   { target: "storvsc", seed: -1620270329, path: "267:1:1:1:1:2:3:5:5:6:6:8:7:7:7:7:7:7:7:7:7:7" },
   { target: "storvsc", seed: 1034165432, path: "182:1:1:4:6:6:7:8:8:9:9:8:8:8:8:8:8:8:8:8:8" },
+  // `--runs 3000 --seed 77`: a forged failing OPENCHANNEL_RESULT; the guest's
+  // GPADL teardown that followed got no answer and the open hung. Control
+  // requests now time out (VmbusClient.controlTimeoutNs).
+  {
+    target: "chan-host-to-client",
+    seed: 77,
+    path: "871:5:3:6:7:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:6:7:8:7:7:7:8:8:8:8:8:6:6:6:6",
+  },
 ];
 
 describe("fuzz regressions", () => {
