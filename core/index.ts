@@ -15,3 +15,4 @@ export * from "./hv/index.js";
 export * from "./trace/index.js";
 export * from "./sysfs/index.js";
 export * from "./system/index.js";
+export * from "./threads/index.js";

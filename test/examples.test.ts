@@ -52,6 +52,19 @@ describe("examples", () => {
     expect(example("storage-workload", "--bs", "1000").stderr).toContain("--bs 1000");
   });
 
+  it("threads-storage: the host in a worker thread, every byte checked; --help and a bad flag", () => {
+    const r = example("threads-storage", "--ios", "400", "--qd", "8");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("bytes verified  819200 (0 mismatching reads)");
+    expect(r.stdout).toMatch(/IOPS\s+\d+/);
+    expect(r.stdout).toMatch(/guest→host [1-9]\d* notifies, host→guest [1-9]\d* notifies/);
+    expect(example("threads-storage", "--help").stdout).toContain("--disks");
+    const bad = example("threads-storage", "--qd", "0");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--qd 0");
+    expect(example("threads-storage", "--frobnicate").stderr).toContain("unknown flag --frobnicate");
+  });
+
   it("network-ping: replies with RTTs and a pcap", () => {
     const r = example("network-ping");
     expect(r.code).toBe(0);

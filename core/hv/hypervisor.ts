@@ -48,7 +48,7 @@ import {
   type HvStatus,
 } from "./constants.js";
 import { FaultInjector } from "./faults.js";
-import { GuestPartition, HostPartition } from "./partition.js";
+import { GuestPartition, HostPartition, type SharedPartitionLayout } from "./partition.js";
 import { currentVcpu, type Vcpu } from "./vcpu.js";
 import { runSettled } from "../sim/settle.js";
 
@@ -65,6 +65,12 @@ export interface VmOptions {
   readonly vpIndexes?: readonly number[];
   /** The VM's memory, or a configuration for a new one (default 16 MiB). */
   readonly memory?: GuestMemory | GuestMemoryConfig;
+  /**
+   * Threaded mode, host thread: the SynIC and monitor pages already exist
+   * in (shared) guest memory at these GPAs; use them instead of
+   * allocating. Must have one SynIC entry per vCPU.
+   */
+  readonly sharedLayout?: SharedPartitionLayout;
 }
 
 /** A guest → host message as the host port receives it. `payload` is the hypervisor's copy. */
@@ -275,7 +281,11 @@ export class Hypervisor {
       throw new InvalidArgumentError("vpIndexes.length", vpIndexes.length, `must equal vcpuCount (${count})`);
     }
     const memory = options.memory instanceof GuestMemory ? options.memory : new GuestMemory(options.memory);
-    const vm = new GuestPartition(this, id, name, memory, vpIndexes, this.asyncVcpuContext);
+    const layout = options.sharedLayout;
+    if (layout !== undefined && layout.synic.length !== count) {
+      throw new InvalidArgumentError("sharedLayout.synic.length", layout.synic.length, `must equal vcpuCount (${count})`);
+    }
+    const vm = new GuestPartition(this, id, name, memory, vpIndexes, this.asyncVcpuContext, layout);
     vm.resumeTimer = this.sim.scheduler.timer(`${name} throttle end`, () => this.endThrottle(vm));
     this.guests.push(vm);
     const t = this.sim.tracer;
@@ -417,31 +427,7 @@ export class Hypervisor {
     vcpu.counters.hypercalls.postMessage++;
     vcpu.charge(costs.hypercallNs);
     const now = this.sim.scheduler.now;
-    let status: HvStatus;
-    const port = vm.messagePorts.get(connectionId);
-    // Parameter checks come first: a malformed input is rejected whatever it targets.
-    if (
-      payload.length > HV_MESSAGE_PAYLOAD_BYTE_COUNT ||
-      !Number.isInteger(messageType) ||
-      messageType <= HVMSG_NONE ||
-      messageType >= HV_MESSAGE_TYPE_HYPERVISOR_MASK
-    ) {
-      status = HV_STATUS_INVALID_PARAMETER;
-    } else if (port === undefined) {
-      status = HV_STATUS_INVALID_CONNECTION_ID;
-    } else if (port.queue.length >= costs.messageQueueDepth) {
-      status = HV_STATUS_INSUFFICIENT_BUFFERS;
-      vm.counters.messagesRejected++;
-    } else {
-      port.enqueue({
-        vpIndex: vcpu.vpIndex,
-        messageType,
-        payload: payload.slice(),
-        readyAt: now + costs.hypercallNs + costs.messageDeliveryNs,
-      });
-      vm.counters.messagesToHost++;
-      status = HV_STATUS_SUCCESS;
-    }
+    const status = this.deliverPostMessage(vm, vcpu.vpIndex, connectionId, messageType, payload);
     const t = this.sim.tracer;
     if (t.wants("hypercall")) {
       t.emit("hypercall", {
@@ -470,6 +456,43 @@ export class Hypervisor {
     return status;
   }
 
+  /**
+   * @internal The hypervisor's half of HVCALL_POST_MESSAGE from VP
+   * `vpIndex` of `vm`: check the input, find the port, queue a copy of
+   * `payload`. Threaded mode's host thread calls it for each message the
+   * guest thread posted (after copying it out of the shared mailbox).
+   */
+  deliverPostMessage(vm: GuestPartition, vpIndex: number, connectionId: number, messageType: number, payload: Uint8Array): HvStatus {
+    const costs = this.sim.costs;
+    const now = this.sim.scheduler.now;
+    let status: HvStatus;
+    const port = vm.messagePorts.get(connectionId);
+    // Parameter checks come first: a malformed input is rejected whatever it targets.
+    if (
+      payload.length > HV_MESSAGE_PAYLOAD_BYTE_COUNT ||
+      !Number.isInteger(messageType) ||
+      messageType <= HVMSG_NONE ||
+      messageType >= HV_MESSAGE_TYPE_HYPERVISOR_MASK
+    ) {
+      status = HV_STATUS_INVALID_PARAMETER;
+    } else if (port === undefined) {
+      status = HV_STATUS_INVALID_CONNECTION_ID;
+    } else if (port.queue.length >= costs.messageQueueDepth) {
+      status = HV_STATUS_INSUFFICIENT_BUFFERS;
+      vm.counters.messagesRejected++;
+    } else {
+      port.enqueue({
+        vpIndex,
+        messageType,
+        payload: payload.slice(),
+        readyAt: now + costs.hypercallNs + costs.messageDeliveryNs,
+      });
+      vm.counters.messagesToHost++;
+      status = HV_STATUS_SUCCESS;
+    }
+    return status;
+  }
+
   /** @internal HVCALL_SIGNAL_EVENT. Allocates nothing when untraced. */
   hypercallSignalEvent(vcpu: Vcpu, connectionId: number): HvStatus {
     const vm = vcpu.partition;
@@ -477,14 +500,7 @@ export class Hypervisor {
     vm.counters.hypercalls.signalEvent++;
     vcpu.counters.hypercalls.signalEvent++;
     vcpu.charge(costs.hypercallNs);
-    const conn = vm.eventConnections.get(connectionId);
-    let status: HvStatus = HV_STATUS_INVALID_CONNECTION_ID;
-    if (conn !== undefined) {
-      status = HV_STATUS_SUCCESS;
-      this.classify(vm, conn, "hypercall", null, vcpu.vpIndex);
-      // A wakeup already in flight will find whatever this signal announced.
-      if (!conn.timer.armed) conn.timer.arm(costs.hypercallNs + costs.interruptDeliveryNs);
-    }
+    const status = this.deliverSignalEvent(vm, connectionId, vcpu.vpIndex);
     const t = this.sim.tracer;
     if (t.wants("hypercall")) {
       t.emit("hypercall", {
@@ -498,6 +514,22 @@ export class Hypervisor {
       });
     }
     return status;
+  }
+
+  /**
+   * @internal The hypervisor's half of HVCALL_SIGNAL_EVENT: classify the
+   * signal and wake the event connection after the signal's latency.
+   * Threaded mode's host thread calls it for each event bit the guest
+   * thread set (`vpIndex` null: the bit does not say which VP signalled).
+   */
+  deliverSignalEvent(vm: GuestPartition, connectionId: number, vpIndex: number | null): HvStatus {
+    const conn = vm.eventConnections.get(connectionId);
+    if (conn === undefined) return HV_STATUS_INVALID_CONNECTION_ID;
+    const costs = this.sim.costs;
+    this.classify(vm, conn, "hypercall", null, vpIndex);
+    // A wakeup already in flight will find whatever this signal announced.
+    if (!conn.timer.armed) conn.timer.arm(costs.hypercallNs + costs.interruptDeliveryNs);
+    return HV_STATUS_SUCCESS;
   }
 
   /** @internal A monitor scan found `monitorId` pending: wake the host. False if no such connection. */

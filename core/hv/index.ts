@@ -5,10 +5,11 @@ export { HypercallCounters, PartitionCounters, VcpuCounters } from "./counters.j
 export { Vcpu, currentVcpu } from "./vcpu.js";
 export type { SintHandler } from "./vcpu.js";
 export { Synic } from "./synic.js";
+export type { SynicPages } from "./synic.js";
 export { MonitorPages, MONITOR_PAGE_CLIENT, MONITOR_PAGE_SERVER } from "./monitor.js";
 export type { MonitorChannelConfig } from "./monitor.js";
 export { GuestPartition, HostPartition, Partition } from "./partition.js";
-export type { PartitionKind } from "./partition.js";
+export type { PartitionKind, SharedPartitionLayout } from "./partition.js";
 export { Hypervisor } from "./hypervisor.js";
 export { FaultInjector, FaultSpecError, HostStallFault, InjectedFault, InterruptFault, MonitorFault, SuspendFault } from "./faults.js";
 export type {

@@ -62,13 +62,27 @@ export class MonitorPages {
   /** Guest triggers since the entry's last scan (for the trace: signals folded into one wakeup). */
   private readonly triggers = new Uint32Array(HV_MONITOR_ID_COUNT);
 
+  /**
+   * @internal Threaded mode, guest side: the hypervisor that scans this
+   * page runs in the host thread. `trigger` calls this after it set a
+   * pending bit that was clear (the host thread's scan clears it), so the
+   * host hears of every 0 → 1 transition and of nothing else.
+   */
+  remoteScanner: ((monitorId: number) => void) | undefined;
+
+  /**
+   * @param pageGpas the two pages when they already exist (threaded mode:
+   *   the host thread's view of the guest's monitor pages); default:
+   *   allocate them.
+   */
   constructor(
     private readonly vm: GuestPartition,
     memory: GuestMemory,
     words: Int32Array,
+    pageGpas?: readonly [number, number],
   ) {
-    const server = memory.allocContiguous(1) * PAGE_SIZE;
-    const client = memory.allocContiguous(1) * PAGE_SIZE;
+    const server = pageGpas?.[0] ?? memory.allocContiguous(1) * PAGE_SIZE;
+    const client = pageGpas?.[1] ?? memory.allocContiguous(1) * PAGE_SIZE;
     this.pageGpa = [server, client];
     this.words = words;
     this.view = memory.view;
@@ -180,9 +194,18 @@ export class MonitorPages {
     checkMonitorId(monitorId);
     const group = monitorId >>> 5;
     const mask = 1 << (monitorId & 31);
-    Atomics.or(this.words, (this.clientGpa + monitorPendingOffset(group)) >> 2, mask);
+    const old = Atomics.or(this.words, (this.clientGpa + monitorPendingOffset(group)) >> 2, mask);
     this.vm.counters.monitorTriggers++;
     this.triggers[monitorId] = (this.triggers[monitorId] as number) + 1;
+    if (this.remoteScanner !== undefined) {
+      // The Atomics.or above is sequentially consistent: the ring data and
+      // write_index the guest published before signalling are visible to a
+      // scanner that sees this bit. Only a 0 → 1 transition needs telling:
+      // a bit already set has not been scanned yet (the scan clears the
+      // bit before it wakes the host), so its scan will find our packet.
+      if ((old & mask) === 0) this.remoteScanner(monitorId);
+      return;
+    }
     const t = this.timers[monitorId];
     // Unconfigured or disarmed: the hypervisor does not watch this entry; the
     // bit just stays set (as on real hardware) until the host configures it.
@@ -193,6 +216,37 @@ export class MonitorPages {
     // Fault injection: one length test when no monitor fault is active.
     if (faults.monitorRules.length !== 0) t.arm(this.latencyNs(monitorId) + faults.monitorExtraNs(this.vm));
     else t.arm(this.latencyNs(monitorId));
+  }
+
+  /**
+   * @internal Threaded mode, host side: the guest sets pending bits from
+   * another thread, so `trigger` never runs here. Arms the scan of every
+   * configured, armed entry whose pending bit is set and that has no scan
+   * in flight — one latency window from now, as `trigger` would have.
+   * Returns the number of scans armed.
+   */
+  watchPending(): number {
+    let armedScans = 0;
+    const client = this.clientGpa;
+    for (let group = 0; group < HV_MONITOR_ID_COUNT / 32; group++) {
+      // Atomics.load: pairs with the guest's Atomics.or in `trigger`.
+      let bits = Atomics.load(this.words, (client + monitorPendingOffset(group)) >> 2);
+      if (bits === 0) continue;
+      // Armed bits are the host's own (configure/unconfigure in this thread).
+      bits &= Atomics.load(this.words, (client + monitorArmedOffset(group)) >> 2);
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits);
+        bits &= ~(1 << bit);
+        const monitorId = group * 32 + bit;
+        const t = this.timers[monitorId];
+        if (t === undefined || t.armed) continue;
+        this.triggers[monitorId] = (this.triggers[monitorId] as number) + 1;
+        const faults = this.vm.hypervisor.faults;
+        t.arm(this.latencyNs(monitorId) + (faults.monitorRules.length !== 0 ? faults.monitorExtraNs(this.vm) : 0));
+        armedScans++;
+      }
+    }
+    return armedScans;
   }
 
   /** The hypervisor's look at one entry: clear the pending bit and wake the host once. */

@@ -11,10 +11,21 @@ import { PartitionCounters } from "./counters.js";
 import { HV_EVENT_FLAGS_COUNT } from "./constants.js";
 import type { Hypervisor, HostEventConnection, HostMessagePort } from "./hypervisor.js";
 import { MonitorPages } from "./monitor.js";
-import { Synic } from "./synic.js";
+import { Synic, type SynicPages } from "./synic.js";
 import { Vcpu } from "./vcpu.js";
 
 export type PartitionKind = "host" | "guest";
+
+/**
+ * The GPAs of a VM's hypervisor pages: each vCPU's SIMP and SIEFP (by CPU
+ * number) and the two monitor pages. Threaded mode builds the host
+ * thread's view of a VM from the guest thread's layout, so that both
+ * threads name the same bytes (see core/threads).
+ */
+export interface SharedPartitionLayout {
+  readonly synic: readonly SynicPages[];
+  readonly monitorPages: readonly [number, number];
+}
 
 export abstract class Partition {
   abstract readonly kind: PartitionKind;
@@ -63,6 +74,7 @@ export class GuestPartition extends Partition {
     readonly memory: GuestMemory,
     vpIndexes: readonly number[],
     asyncVcpuContext: boolean,
+    layout?: SharedPartitionLayout,
   ) {
     super(hypervisor, id, name);
     this.words = new Int32Array(memory.buffer);
@@ -72,14 +84,22 @@ export class GuestPartition extends Partition {
       if (!Number.isInteger(vp) || vp < 0 || this.byVpIndex.has(vp)) {
         throw new InvalidArgumentError(`vpIndexes[${cpu}]`, vp, "must be a distinct non-negative integer");
       }
-      const synic = new Synic(memory, this.words);
+      const synic = new Synic(memory, this.words, layout?.synic[cpu]);
       const vcpu = new Vcpu(this, cpu, vp, synic, asyncVcpuContext);
       synic.attach(vcpu);
       vcpus.push(vcpu);
       this.byVpIndex.set(vp, vcpu);
     }
     this.vcpus = vcpus;
-    this.monitor = new MonitorPages(this, memory, this.words);
+    this.monitor = new MonitorPages(this, memory, this.words, layout?.monitorPages);
+  }
+
+  /** Where this VM's SynIC and monitor pages are: what another thread needs to share them. */
+  get layout(): SharedPartitionLayout {
+    return {
+      synic: this.vcpus.map((v) => ({ simpGpa: v.synic.simpGpa, siefpGpa: v.synic.siefpGpa })),
+      monitorPages: [this.monitor.pageGpa[0], this.monitor.pageGpa[1]],
+    };
   }
 
   /** The vCPU with hypervisor VP index `vpIndex`, if any. */

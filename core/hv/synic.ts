@@ -41,6 +41,12 @@ if (new Uint8Array(new Uint32Array([1]).buffer)[0] !== 1) {
   throw new Error("vmbus-sim requires a little-endian host: SynIC pages are shared through Int32Array atomics");
 }
 
+/** Where one vCPU's SynIC pages are (GPAs). */
+export interface SynicPages {
+  readonly simpGpa: number;
+  readonly siefpGpa: number;
+}
+
 interface QueuedMessage {
   readonly messageType: number;
   readonly port: number;
@@ -61,13 +67,25 @@ export class Synic {
   private readonly queues: QueuedMessage[][] = Array.from({ length: HV_SYNIC_SINT_COUNT }, () => []);
   private queuedSints = 0;
   private deliveryTimer: Timer | undefined;
+  /**
+   * @internal Threaded mode, guest side: the hypervisor half of this SynIC
+   * (the message queues) runs in the host thread; a write to the EOM MSR
+   * is forwarded there instead of rescanning local queues.
+   */
+  remoteEom: (() => void) | undefined;
 
+  /**
+   * @param pages the SIMP and SIEFP pages when they already exist (threaded
+   *   mode: the host thread's view of the guest's own SynIC pages); default:
+   *   allocate one page each.
+   */
   constructor(
     private readonly memory: GuestMemory,
     words: Int32Array,
+    pages?: SynicPages,
   ) {
-    this.simpGpa = memory.allocContiguous(1) * PAGE_SIZE;
-    this.siefpGpa = memory.allocContiguous(1) * PAGE_SIZE;
+    this.simpGpa = pages?.simpGpa ?? memory.allocContiguous(1) * PAGE_SIZE;
+    this.siefpGpa = pages?.siefpGpa ?? memory.allocContiguous(1) * PAGE_SIZE;
     this.words = words;
   }
 
@@ -156,6 +174,10 @@ export class Synic {
     const vcpu = this.vcpu;
     vcpu.counters.eomMsrWrites++;
     vcpu.partition.counters.eomMsrWrites++;
+    if (this.remoteEom !== undefined) {
+      this.remoteEom();
+      return;
+    }
     if (this.queuedSints !== 0) this.armDelivery(vcpu.partition.hypervisor.sim.costs.eomNs);
   }
 
@@ -221,7 +243,16 @@ export class Synic {
       if (Atomics.load(this.words, slot >> 2) !== HVMSG_NONE) {
         // Slot busy: flag it, and wait for the guest's EOM to rescan.
         this.setMsgPending(slot);
-        continue;
+        // Then look at the slot once more. The guest releases the slot
+        // (store message_type = NONE) and *then* reads msg_pending; we set
+        // msg_pending and *then* read message_type. Both are sequentially
+        // consistent Atomics, so at least one side sees the other's write:
+        // either the guest sees msg_pending and EOMs, or we see the free
+        // slot here. Without this second look, a guest on another thread
+        // (threaded mode) that released the slot between our first load
+        // and our Atomics.or would leave the queued message waiting for an
+        // EOM that never comes. On one thread the look is always "busy".
+        if (Atomics.load(this.words, slot >> 2) !== HVMSG_NONE) continue;
       }
       q.shift();
       if (q.length === 0) this.queuedSints &= ~(1 << sint);

@@ -25,6 +25,14 @@ export interface GuestMemoryConfig {
    * never names a live buffer. Default 1.
    */
   readonly reservedLowPages?: number;
+  /**
+   * Threaded mode: the buffer of guest memory that another thread owns.
+   * The result is a *view*: same bytes, same GPAs, but no page allocator —
+   * `allocContiguous`, `allocScattered` and `free` throw, because the
+   * allocator's state lives with the owner and a second allocator would
+   * zero pages the owner handed out. `bytes` is taken from the buffer.
+   */
+  readonly shared?: SharedArrayBuffer;
 }
 
 /** Freed pages remembered for reuse (see `GuestMemory.hot`). */
@@ -54,9 +62,12 @@ export class GuestMemory {
    */
   private readonly hot = new Int32Array(HOT_PAGES);
   private hotCount = 0;
+  /** True for a view of another thread's memory (`GuestMemoryConfig.shared`): no allocator. */
+  readonly isSharedView: boolean;
 
   constructor(config: GuestMemoryConfig = {}) {
-    const bytes = config.bytes ?? DEFAULT_GUEST_MEMORY_BYTES;
+    const bytes = config.shared?.byteLength ?? config.bytes ?? DEFAULT_GUEST_MEMORY_BYTES;
+    this.isSharedView = config.shared !== undefined;
     if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
       throw new InvalidArgumentError("guest memory bytes", bytes, `must be a positive multiple of ${PAGE_SIZE}`);
     }
@@ -64,7 +75,7 @@ export class GuestMemory {
       throw new InvalidArgumentError("guest memory bytes", bytes, "must be at most 4 GiB");
     }
     const reserved = config.reservedLowPages ?? 1;
-    this.buffer = new SharedArrayBuffer(bytes);
+    this.buffer = config.shared ?? new SharedArrayBuffer(bytes);
     this.u8 = new Uint8Array(this.buffer);
     this.view = new DataView(this.buffer);
     this.size = bytes;
@@ -159,6 +170,7 @@ export class GuestMemory {
   }
 
   private freeOne(pfn: number): void {
+    this.checkCount(1);
     if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.pageCount) {
       throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
     }
@@ -216,6 +228,9 @@ export class GuestMemory {
   }
 
   private checkCount(count: number): void {
+    if (this.isSharedView) {
+      throw new InvalidArgumentError("guest memory", "shared view", "does not allocate or free pages: the thread that owns the memory does");
+    }
     if (!Number.isInteger(count) || count <= 0 || count > this.pageCount) {
       throw new InvalidArgumentError("page count", count, `must be in [1, ${this.pageCount}]`);
     }

@@ -85,6 +85,27 @@ export interface RunUntilSettledOptions {
 
 export type EventFn = () => void | PromiseLike<void>;
 
+/**
+ * Threaded mode (core/threads): how a scheduler hears of work that another
+ * thread posted, and when it may let virtual time move. Without a gate (the
+ * default) the scheduler is the deterministic one described above.
+ */
+export interface SchedulerGate {
+  /**
+   * Called before each event and before the scheduler concludes it is
+   * idle: moves work another thread posted into this scheduler (arms
+   * timers, raises interrupts). Must be cheap when nothing arrived.
+   */
+  poll(): void;
+  /**
+   * May the next event, due at `dueNs` (undefined: the queue is empty), run
+   * now? Returns undefined if so, else a promise that resolves when it may,
+   * or when another thread posted work. Return undefined for an empty queue
+   * to end the run as an ungated scheduler would (idle, or deadlock).
+   */
+  hold(dueNs: number | undefined): Promise<void> | undefined;
+}
+
 const RESOLVED: Promise<void> = Promise.resolve();
 
 
@@ -170,6 +191,7 @@ export class Scheduler implements Clock {
   private readonly tracer: Tracer | undefined;
   private readonly quietTicks: number;
   private readonly idleTicks: number;
+  private gate: SchedulerGate | undefined;
 
   constructor(options: SchedulerOptions = {}) {
     this.tracer = options.tracer;
@@ -199,6 +221,14 @@ export class Scheduler implements Clock {
   /** Errors collected but not yet thrown by a `run*` call. */
   get pendingErrors(): readonly SimEventError[] {
     return this.errors;
+  }
+
+  /**
+   * Threaded mode: installs (or with undefined removes) the gate through
+   * which other threads' work enters this scheduler (see `SchedulerGate`).
+   */
+  setGate(gate: SchedulerGate | undefined): void {
+    this.gate = gate;
   }
 
   /** Runs `fn` `delayNs` from now. `label` names the event in errors and traces. */
@@ -335,9 +365,33 @@ export class Scheduler implements Clock {
     this.running = true;
     try {
       for (;;) {
+        const gate = this.gate;
+        if (gate !== undefined) gate.poll();
         await this.drain();
         this.throwFirstError();
         if (settled !== undefined && settled()) return;
+        if (gate !== undefined) {
+          const next = this.queue.peek();
+          const due = next !== undefined && next.time <= untilNs ? next.time : undefined;
+          if (due === undefined) {
+            // Look for late work first, as below; then wait for the other thread.
+            await this.idleDrain(untilNs, settled);
+            this.throwFirstError();
+            if (settled !== undefined && settled()) return;
+            if (this.hasEventBy(untilNs)) continue;
+            const seen = this.activity;
+            gate.poll();
+            if (this.activity !== seen) continue;
+          }
+          const wait = gate.hold(due);
+          if (wait !== undefined) {
+            await wait;
+            continue;
+          }
+          if (due === undefined) return;
+          this.step();
+          continue;
+        }
         if (!this.hasEventBy(untilNs)) {
           // A slow continuation chain may still schedule something: look
           // harder before concluding that this run is over.

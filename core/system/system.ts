@@ -86,39 +86,10 @@ export class Vm implements VmContext {
     this.store.add(toDisposable(() => this.hostContainer.dispose()));
     this.server = new VmbusServer(system.hv, partition, { maxVersion: system.hostMaxVersion });
     this.hostContainer.registerInstance(HOST_VMBUS_SERVER, this.server);
-    this.bus = new DriverBus<VmbusDevice>(this.container, (child, dev) => {
-      child.registerInstance(HV_DEVICE, dev);
-      child.registerInstance(VMBUS_CHANNEL, dev.primary);
-    });
-    this.client = new VmbusClient(
-      partition,
-      {
-        add: async (dev) => {
-          const b = await this.bus.add(dev);
-          dev.driverName = b?.registration.meta.name ?? null;
-          if (b === undefined && this.bus.probeError(dev) !== undefined) throw this.bus.probeError(dev);
-        },
-        remove: async (dev) => {
-          await this.bus.remove(dev);
-          dev.driverName = null;
-        },
-      },
-      { maxVersion: options.guestMaxVersion ?? VMBUS_DEFAULT_MAX_VERSION },
-    );
-    const vm = this;
-    const sysBus: SysfsBus = {
-      devices: () => vm.client.devices,
-      driverNames: () => vm.bus.drivers.map((d) => d.meta.name),
-      newId: async (driver, guid) => {
-        await vm.bus.newId(driver, guid);
-        for (const d of vm.client.devices) d.driverName = vm.bus.binding(d)?.registration.meta.name ?? null;
-      },
-      removeId: (driver, guid) => vm.bus.removeId(driver, guid),
-      hibernation: false,
-      hypervisorCallbackInterrupts: () => partition.vcpus.map((v) => v.counters.vmbusInterrupts),
-      vcpuCount: partition.vcpus.length,
-    };
-    this.sysfs = new VmbusSysfs(sysBus);
+    const g = buildGuestHalf(this.container, partition, options.guestMaxVersion);
+    this.bus = g.bus;
+    this.client = g.client;
+    this.sysfs = g.sysfs;
   }
 
   get name(): string {
@@ -130,18 +101,109 @@ export class Vm implements VmContext {
 
   /** Driver instances bound to devices, optionally only those of one driver. */
   drivers<T extends VmbusDriver = VmbusDriver>(driverName?: string): T[] {
-    const out: T[] = [];
-    for (const d of this.client.devices) {
-      const b = this.bus.binding(d);
-      if (b !== undefined && (driverName === undefined || b.registration.meta.name === driverName)) out.push(b.driver as T);
-    }
-    return out;
+    return boundDrivers<T>(this.client, this.bus, driverName);
   }
 
   /** The driver instance bound to `device`, if any. */
   driverOf<T extends VmbusDriver = VmbusDriver>(device: VmbusDevice): T | undefined {
     return this.bus.binding(device)?.driver as T | undefined;
   }
+}
+
+/**
+ * @internal The guest half of a VM — driver bus, VMBus client, sysfs — in
+ * `container` (which already holds VM_CONTEXT). Shared by `Vm` and threaded
+ * mode's guest thread (core/threads), whose host half lives elsewhere.
+ */
+export function buildGuestHalf(
+  container: DependencyContainer,
+  partition: GuestPartition,
+  guestMaxVersion: number | undefined,
+): { bus: DriverBus<VmbusDevice>; client: VmbusClient; sysfs: VmbusSysfs } {
+  const bus = new DriverBus<VmbusDevice>(container, (child, dev) => {
+    child.registerInstance(HV_DEVICE, dev);
+    child.registerInstance(VMBUS_CHANNEL, dev.primary);
+  });
+  const client = new VmbusClient(
+    partition,
+    {
+      add: async (dev) => {
+        const b = await bus.add(dev);
+        dev.driverName = b?.registration.meta.name ?? null;
+        if (b === undefined && bus.probeError(dev) !== undefined) throw bus.probeError(dev);
+      },
+      remove: async (dev) => {
+        await bus.remove(dev);
+        dev.driverName = null;
+      },
+    },
+    { maxVersion: guestMaxVersion ?? VMBUS_DEFAULT_MAX_VERSION },
+  );
+  const sysBus: SysfsBus = {
+    devices: () => client.devices,
+    driverNames: () => bus.drivers.map((d) => d.meta.name),
+    newId: async (driver, guid) => {
+      await bus.newId(driver, guid);
+      for (const d of client.devices) d.driverName = bus.binding(d)?.registration.meta.name ?? null;
+    },
+    removeId: (driver, guid) => bus.removeId(driver, guid),
+    hibernation: false,
+    hypervisorCallbackInterrupts: () => partition.vcpus.map((v) => v.counters.vmbusInterrupts),
+    vcpuCount: partition.vcpus.length,
+  };
+  return { bus, client, sysfs: new VmbusSysfs(sysBus) };
+}
+
+/** @internal Driver instances bound to `client`'s devices, optionally only those of one driver. */
+export function boundDrivers<T extends VmbusDriver>(client: VmbusClient, bus: DriverBus<VmbusDevice>, driverName?: string): T[] {
+  const out: T[] = [];
+  for (const d of client.devices) {
+    const b = bus.binding(d);
+    if (b !== undefined && (driverName === undefined || b.registration.meta.name === driverName)) out.push(b.driver as T);
+  }
+  return out;
+}
+
+/**
+ * @internal Resolves host device type `type` (from `registrations`) in a
+ * child of `hostContainer` with HOST_DEVICE_CONFIG, and offers it on
+ * `server`. Shared by `VmbusSystem.addHostDevice` and threaded mode's host
+ * thread. Returns the device and the disposable that releases its container.
+ */
+export function instantiateHostDevice(
+  hostContainer: DependencyContainer,
+  server: VmbusServer,
+  registrations: readonly HostDeviceRegistration[],
+  type: string,
+  options: HostDeviceOptions,
+  nextGuid: () => Guid,
+): { device: HostDevice; store: DisposableStore } {
+  const reg = registrations.find((r) => r.meta.name === type);
+  if (reg === undefined) {
+    throw new InvalidArgumentError("host device type", type, `is not registered (known: ${registrations.map((r) => r.meta.name).join(", ") || "none"})`);
+  }
+  const child = hostContainer.createChildContainer();
+  child.registerInstance(HOST_DEVICE_CONFIG, options.config ?? {});
+  const handler = child.resolve(reg.device) as HostChannelHandler;
+  if (typeof handler.open !== "function" || typeof handler.close !== "function") {
+    throw new InvalidArgumentError(`host device ${type}`, "class", "must implement open(channel) and close(channel)");
+  }
+  const instanceId = options.instanceId === undefined ? nextGuid() : typeof options.instanceId === "string" ? Guid.parse(options.instanceId) : options.instanceId;
+  const device = server.addDevice(
+    {
+      name: type,
+      classId: reg.meta.classId,
+      instanceId,
+      monitored: options.monitored ?? reg.meta.monitored ?? true,
+      monitorLatencyNs: options.monitorLatencyNs ?? reg.meta.monitorLatencyNs,
+      mmioMegabytes: reg.meta.mmioMegabytes,
+      subchannelLimit: reg.meta.subchannelLimit ?? 0,
+    },
+    handler,
+  );
+  const store = new DisposableStore();
+  store.add(toDisposable(() => child.dispose()));
+  return { device, store };
 }
 
 export class VmbusSystem {
@@ -186,34 +248,9 @@ export class VmbusSystem {
    * (at once if the VM already asked for offers: a hot add).
    */
   addHostDevice(vm: Vm, type: string, options: HostDeviceOptions = {}): HostDevice {
-    const reg = this.hostDeviceTypes.find((r) => r.meta.name === type);
-    if (reg === undefined) {
-      throw new InvalidArgumentError("host device type", type, `is not registered (known: ${this.hostDeviceTypes.map((r) => r.meta.name).join(", ") || "none"})`);
-    }
-    const child = vm.hostContainer.createChildContainer();
-    child.registerInstance(HOST_DEVICE_CONFIG, options.config ?? {});
-    const handler = child.resolve(reg.device) as HostChannelHandler;
-    if (typeof handler.open !== "function" || typeof handler.close !== "function") {
-      throw new InvalidArgumentError(`host device ${type}`, "class", "must implement open(channel) and close(channel)");
-    }
-    const instanceId =
-      options.instanceId === undefined ? this.guids.next() : typeof options.instanceId === "string" ? Guid.parse(options.instanceId) : options.instanceId;
-    const dev = vm.server.addDevice(
-      {
-        name: type,
-        classId: reg.meta.classId,
-        instanceId,
-        monitored: options.monitored ?? reg.meta.monitored ?? true,
-        monitorLatencyNs: options.monitorLatencyNs ?? reg.meta.monitorLatencyNs,
-        mmioMegabytes: reg.meta.mmioMegabytes,
-        subchannelLimit: reg.meta.subchannelLimit ?? 0,
-      },
-      handler,
-    );
-    const store = new DisposableStore();
-    store.add(toDisposable(() => child.dispose()));
+    const { device, store } = instantiateHostDevice(vm.hostContainer, vm.server, this.hostDeviceTypes, type, options, () => this.guids.next());
     this.hostStores.push(store);
-    return dev;
+    return device;
   }
 
   /** Runs the scheduler until `work` settles and returns its value. */

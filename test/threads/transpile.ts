@@ -12,7 +12,7 @@
  * with unchanged sources reuse the directory.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -47,13 +47,24 @@ const done = new Map<string, string>();
  * `new Worker(url)`.
  */
 export function transpiledWorker(entry: string): URL {
-  const abs = resolve(entry);
-  const cached = done.get(abs);
-  if (cached !== undefined) return pathToFileURL(cached);
+  return transpiledModules([entry])[0] as URL;
+}
+
+/**
+ * Transpiles several entries into ONE tree and returns their URLs in
+ * order: a worker and the plugin modules it imports then share one copy
+ * of core/ (one set of DI tokens). The tree links the repository's
+ * node_modules, so bare imports (tsyringe, reflect-metadata) resolve.
+ */
+export function transpiledModules(entries: readonly string[]): URL[] {
+  const abs = entries.map((e) => resolve(e));
+  const key = abs.join("\0");
+  const cached = done.get(key);
+  if (cached !== undefined) return cached.split("\0").map((p) => pathToFileURL(p));
 
   const options = compilerOptions();
   const outputs = new Map<string, string>(); // repo-relative .js path -> text
-  const queue = [abs];
+  const queue = [...abs];
   const seen = new Set<string>();
   while (queue.length > 0) {
     const file = queue.pop() as string;
@@ -73,7 +84,7 @@ export function transpiledWorker(entry: string): URL {
   const hash = createHash("sha256");
   for (const n of names) hash.update(n).update("\0").update(outputs.get(n) as string).update("\0");
   const dir = join(tmpdir(), `vmbus-sim-workers-${hash.digest("hex").slice(0, 16)}`);
-  const entryJs = join(dir, relative(repoRoot, abs).replace(/\.ts$/, ".js"));
+  const entryJs = abs.map((a) => join(dir, relative(repoRoot, a).replace(/\.ts$/, ".js")));
 
   if (!existsSync(join(dir, ".complete"))) {
     // Write into a private directory, then rename it into place: another
@@ -95,6 +106,14 @@ export function transpiledWorker(entry: string): URL {
       if (!existsSync(join(dir, ".complete"))) throw e;
     }
   }
-  done.set(abs, entryJs);
-  return pathToFileURL(entryJs);
+  const nm = join(dir, "node_modules");
+  if (!existsSync(nm)) {
+    try {
+      symlinkSync(join(repoRoot, "node_modules"), nm, "dir");
+    } catch (e) {
+      if (!existsSync(nm)) throw e; // another process linked it first
+    }
+  }
+  done.set(key, entryJs.join("\0"));
+  return entryJs.map((p) => pathToFileURL(p));
 }

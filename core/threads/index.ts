@@ -1,0 +1,18 @@
+/** core/threads: threaded mode — the host half of a VM in a worker thread over shared guest memory. */
+export { ThreadedSystem, ThreadedVm, RemoteHostHypervisor, HostThreadError } from "./threaded-system.js";
+export type { ThreadedSystemOptions, ThreadedRunReport } from "./threaded-system.js";
+export { HostThread, ThreadHostHypervisor, importPluginManifests } from "./host-side.js";
+export type {
+  HostDeviceReport,
+  HostFailedMessage,
+  HostDeviceSpec,
+  HostReadyMessage,
+  HostReportMessage,
+  HostThreadMessage,
+  HostThreadParams,
+  PluginModuleSpec,
+} from "./host-side.js";
+export { DoorbellGate } from "./gate.js";
+export type { DoorbellGateOptions } from "./gate.js";
+export { LINK_MAX_CONNECTION_ID, LINK_MAX_VCPUS, MAILBOX_BYTES, createLinkBuffers, readLinkCounters } from "./link.js";
+export type { ThreadLinkBuffers, ThreadLinkCounters } from "./link.js";
