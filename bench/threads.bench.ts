@@ -71,8 +71,9 @@ consumer worker thread, for ${SIZES.join(" and ")} B payloads and ${PRODUCERS.jo
   vmbus-ring   MultiProducerRingWriter (lockless multi-producer write,
                publish per packet) into one ${DATA_BYTES / 1024} KiB VMBus ring over a
                SharedArrayBuffer; RingReader drains it under the interrupt mask,
-               sleeps on a doorbell (Atomics.wait) when it is empty; producers
-               block with pending_send_sz when it is full
+               releasing read_index once per ${DATA_BYTES / 8 / 1024} KiB consumed (closeIfAtLeast)
+               and before it sleeps on a doorbell (Atomics.wait) when the ring
+               is empty; producers block with pending_send_sz when it is full
   vmbus-ring-b16  the same, each producer committing ${BATCH} writes at a time
                (publishOnWrite: false)
   postMessage  one MessageChannel per producer; each packet is a Uint8Array
@@ -240,46 +241,43 @@ function ringConsumer(s: CaseSetup): ConsumerStats {
   const reader = new RingReader(ring, { maxPacketSize: MAX_PACKET });
   const next = new Uint32Array(s.producers);
   const last = filledPayload(s.size)[s.size - 1] as number;
+  // Deferred release: read_index is published once an eighth of the ring
+  // has been consumed, and before every sleep (see RingReader.closeIfAtLeast).
   const closeBytes = ring.dataSize >>> 3;
   let consumed = 0;
   let sleeps = 0;
-  let sinceClose = 0;
-  const close = (): void => {
-    sinceClose = 0;
-    if (reader.close()) {
-      // The producers' interrupt handler: clear pending_send_sz, wake them all.
-      ring.storePendingSendSize(0);
-      Atomics.add(ctrl, C_BELL_SPACE, 1);
-      Atomics.notify(ctrl, C_BELL_SPACE);
-    }
+  // The producers' interrupt handler: clear pending_send_sz, wake them all.
+  const wakeProducers = (): void => {
+    ring.storePendingSendSize(0);
+    Atomics.add(ctrl, C_BELL_SPACE, 1);
+    Atomics.notify(ctrl, C_BELL_SPACE);
   };
   waitGo(ctrl);
   reader.beginRead();
+  let spins = 0;
   for (;;) {
-    let p = reader.first();
+    // `first` loads write_index only when the packets before the index it
+    // last loaded are used up: one load per burst, and one per empty poll.
+    const p = reader.first();
     if (p !== null) {
-      do {
-        const off = p.dataOffset;
-        const id = p.buffer[off] as number;
-        if (id >= s.producers || p.transIdLo !== next[id]) fail(`producer ${id}: packet ${p.transIdLo}, expected ${next[id]}`);
-        if (p.buffer[off + s.size - 1] !== last) fail(`payload of packet ${p.transIdLo} from ${id}`);
-        next[id] = (next[id] as number) + 1;
-        sinceClose += p.length + 8;
-        reader.advance();
-        if ((++consumed & (CHUNK - 1)) === 0) Atomics.store(ctrl, C_CONSUMED, consumed);
-        if (sinceClose >= closeBytes) close();
-        p = reader.first();
-      } while (p !== null);
-      close();
-      Atomics.store(ctrl, C_CONSUMED, consumed);
+      spins = 0;
+      const off = p.dataOffset;
+      const id = p.buffer[off] as number;
+      if (id >= s.producers || p.transIdLo !== next[id]) fail(`producer ${id}: packet ${p.transIdLo}, expected ${next[id]}`);
+      if (p.buffer[off + s.size - 1] !== last) fail(`payload of packet ${p.transIdLo} from ${id}`);
+      next[id] = (next[id] as number) + 1;
+      reader.advance();
+      if ((++consumed & (CHUNK - 1)) === 0) Atomics.store(ctrl, C_CONSUMED, consumed);
+      if (reader.closeIfAtLeast(closeBytes)) wakeProducers();
       continue;
     }
-    if (allConsumed(ctrl, s.producers, consumed)) break;
     // Empty: poll a little (masked, so producers do not signal), then
-    // unmask and sleep until one does.
-    let spins = 0;
-    while (spins < POLLS && reader.available() === 0) spins++;
-    if (spins < POLLS) continue;
+    // release what we hold, unmask and sleep until a producer signals.
+    if (++spins < POLLS) continue;
+    spins = 0;
+    if (reader.close()) wakeProducers();
+    Atomics.store(ctrl, C_CONSUMED, consumed);
+    if (allConsumed(ctrl, s.producers, consumed)) break;
     const g = Atomics.load(ctrl, C_BELL_DATA);
     if (reader.endRead() === 0) {
       sleeps++;
@@ -287,6 +285,7 @@ function ringConsumer(s: CaseSetup): ConsumerStats {
     }
     reader.beginRead();
   }
+  if (reader.close()) wakeProducers();
   return { role: "consumer", consumed, sleeps, error: null };
 }
 

@@ -26,6 +26,16 @@
  * each also a full barrier). The comments at each step say which ordering
  * it needs and which race it prevents.
  *
+ * A producer writing alone — nobody else reserved since its last write,
+ * which the owner word tells it (`reserve`) — skips the loads that only
+ * matter when others write: the reservation word (it is our own last end),
+ * read_index (the free space left after our last write is still there, or
+ * more), and the published word (our last write was published, so the
+ * turn is ours). A packet then costs five `Atomics` operations: load the
+ * owner word, swap the reservation word, store write_index, load the
+ * interrupt mask, swap the published word. (Each is a call into the
+ * runtime in V8, some 8 ns; they are most of a small packet's cost.)
+ *
  * On one thread — the deterministic simulation — a write is reserve + copy
  * + publish in one call (`publishOnWrite`, the default). When a write
  * starts, every write before it has returned and so has published: no
@@ -50,11 +60,30 @@ import type { RingBuffer } from "./ring-buffer.js";
  * Word indices in the producers' state. The reservation word is CASed by
  * every reserving producer, the published word stored by every publisher:
  * they sit 64 bytes apart so the two kinds of traffic do not share a cache line.
+ * (Word 17 once counted sleeping producers; that is now the `WAITING` bit of
+ * the published word, and the word is unused.)
  */
 const S_RESERVE = 0;
+/**
+ * The owner word (see `reserve`): the id of a producer that may be the only
+ * one reserving, or 0. Next to the reservation word, which every
+ * reservation touches anyway; written only when a producer finds itself
+ * alone again, or finds another producer's id in it.
+ */
+const S_OWNER = 1;
+/** Hands out producer ids (from 1; 0 means nobody). Never reset, so ids stay unique. */
+const S_IDS = 2;
 const S_PUBLISHED = 16;
-const S_WAITERS = 17;
 const STATE_WORDS = 32;
+/**
+ * Bit 31 of the published word: some producer sleeps in `Atomics.wait` on
+ * it. The tagged index (`tagging`) uses bits 0–30 only, so this bit is never
+ * part of an index; every load of the published word masks it off
+ * (`& INDEX_BITS`). The publisher swaps its end in with one
+ * `Atomics.exchange` and learns from the old value whether to notify.
+ */
+const WAITING = 0x80000000 | 0;
+const INDEX_BITS = 0x7fffffff;
 
 export interface MultiProducerWriterOptions {
   /**
@@ -130,6 +159,24 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
   private reservedAt = 0;
   /** A publication of ours found the ring empty and unmasked; `commit` reports it. */
   private signalDue = false;
+  /** This producer's id in `S_OWNER` (unique among the producers of one state). */
+  private readonly id: number;
+  /** The tagged end of this producer's last reservation (-1: none yet). */
+  private lastEnd = -1;
+  /**
+   * Free bytes after our last reservation, by the read_index it was checked
+   * against: a lower bound of the free space at `lastEnd` for as long as
+   * nobody else reserves (read_index only moves forward).
+   */
+  private freeAfter = 0;
+  /** The last reservation was the alone case of `reserve`: nobody reserved since our previous one. */
+  private alone = false;
+  /**
+   * Whether the alone case may be taken at all: only with at least 1024
+   * laps of tag space (rings up to 16 MiB), so that the bound in `reserve`
+   * holds for up to 512 producers.
+   */
+  private readonly mayBeAlone: boolean;
 
   /**
    * @param ring this producer's view of the shared ring
@@ -156,6 +203,10 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
     this.offBits = t.offBits;
     this.offMask = t.offMask;
     this.lapMask = t.lapMask;
+    this.mayBeAlone = t.lapMask >= 1023;
+    let id = (Atomics.add(state, S_IDS, 1) + 1) & 0x7fffffff;
+    if (id === 0) id = (Atomics.add(state, S_IDS, 1) + 1) & 0x7fffffff; // after 2^31 producers
+    this.id = id;
   }
 
   /**
@@ -169,7 +220,12 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
     }
     const write = ring.checkedIndex("write_index", ring.loadWriteIndex());
     const word = write >>> 3; // lap 0
+    // Everything but the id counter: producers made before this keep ids
+    // nobody else gets. Nobody is the owner, so every producer's next
+    // reservation loads the word.
+    const ids = Atomics.load(state, S_IDS);
     state.fill(0);
+    Atomics.store(state, S_IDS, ids);
     Atomics.store(state, S_RESERVE, word);
     Atomics.store(state, S_PUBLISHED, word);
   }
@@ -213,7 +269,8 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
     const pktLen = this.packetLength(extLen, payload.length);
     checkTransId(transId);
     const total = pktLen + VMBUS_PKT_TRAILER;
-    if (!this.reserve(total)) {
+    const word = this.reserve(total);
+    if (word === -1) {
       this.outFullTotal++;
       if (!this.outFullFlag) {
         this.outFullFirst++;
@@ -225,7 +282,20 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
     this.encodePacket(this.reservedAt, type, flags, transId, extLen, pktLen, payload);
     this.packetsWritten++;
     this.bytesWritten += total;
-    if (this.publishOnWrite) this.publish();
+    const end = this.lastEnd;
+    if (!this.publishOnWrite) {
+      this.noteReservation(word, end);
+    } else if (this.openCount === 0 && (this.alone || (Atomics.load(this.state, S_PUBLISHED) & INDEX_BITS) === word)) {
+      // Our turn already (always, on one thread): publish without the
+      // queue. Alone (see `reserve`), nobody reserved between our previous
+      // reservation — published before this write began — and this one,
+      // so nobody else can have published since: the published word is our
+      // start without looking.
+      this.publishRun(word, end);
+    } else {
+      this.noteReservation(word, end);
+      this.publish();
+    }
     return true;
   }
 
@@ -237,7 +307,7 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
    */
   tryPublish(): boolean {
     while (this.openCount !== 0) {
-      if (Atomics.load(this.state, S_PUBLISHED) !== this.openStarts[this.openHead]) return false;
+      if ((Atomics.load(this.state, S_PUBLISHED) & INDEX_BITS) !== this.openStarts[this.openHead]) return false;
       this.finishPublish();
     }
     return true;
@@ -253,7 +323,7 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
       const mine = this.openStarts[this.openHead] as number;
       let waited = false;
       for (;;) {
-        const seen = Atomics.load(this.state, S_PUBLISHED);
+        const seen = Atomics.load(this.state, S_PUBLISHED) & INDEX_BITS;
         if (seen === mine) break;
         if (!this.canWait) {
           // Nobody else can see this memory, so nobody can publish the
@@ -336,9 +406,9 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
       // The published index, read_index, the published index again: if it
       // did not move (the tag rules out a full lap) the two describe one
       // instant, and read_index is not past the published index.
-      const published = Atomics.load(state, S_PUBLISHED);
+      const published = Atomics.load(state, S_PUBLISHED) & INDEX_BITS;
       const read = ring.checkedIndex("read_index", ring.loadReadIndex());
-      if (Atomics.load(state, S_PUBLISHED) !== published) continue;
+      if ((Atomics.load(state, S_PUBLISHED) & INDEX_BITS) !== published) continue;
       if (ring.bytesToWrite((published & this.offMask) << 3, read) <= needed) return false;
       // Room by the reader's measure. If other producers' reservations
       // hold it (the reservation word is ahead of the published one, and
@@ -370,7 +440,8 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
   }
 
   /**
-   * Step 1. The reservation word is loaded first and read_index second.
+   * Step 1. The reservation word is loaded first and read_index second
+   * (unless the producer is alone, below).
    * That order bounds how stale read_index can be: if the compare-and-swap
    * succeeds, the word did not change from our load to the swap, so when
    * we loaded read_index the reservation index was `at`, and read_index ≤
@@ -386,21 +457,83 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
    * offset while we were preempted between the load and the swap (ABA): our
    * read_index would then be from the previous lap.
    */
-  private reserve(total: number): boolean {
+  private reserve(total: number): number {
     const ring = this.ring;
     const state = this.state;
+    // Alone: if the owner word holds our id, we take our own last end as
+    // the reservation word, the free space left after our last
+    // reservation as the free space, and (`writePacket`) the turn as ours,
+    // loading neither the word, nor read_index, nor the published word.
+    //
+    // The owner word's rule: a producer that reserves without that short
+    // cut stores, after its compare-and-swap, its own id if the word was
+    // at its own last end (it is alone again), or else 0 if the owner word
+    // held someone else's id when it looked (nobody may rely on being
+    // alone any more). So while our id stays in it, every other producer
+    // reserved at most twice since we stored it: once with its look before
+    // our store, once with its store still to come (each producer has at
+    // most one of each in flight). Give or take the few reservations that
+    // fit between one compare-and-swap and the store after it (the short
+    // window the tagging is for), that bounds what happened since our last
+    // reservation too. Fewer than 2^lapBits such reservations (2^16 for a
+    // 256 KiB ring; `mayBeAlone` keeps this case to rings where 2^lapBits
+    // is at least 1024), each smaller than the ring, cannot take the word a
+    // full turn of the tag space: if anyone reserved since our last
+    // reservation, the word is not at our last end and the guessed
+    // compare-and-swap fails. If it succeeds, nobody did: the free space is
+    // at least what we left, since read_index only moves forward, and — with
+    // `publishOnWrite`, our last reservation published before this write —
+    // the published word is our start. A failed guess is not a race lost
+    // between a look and a swap (we never looked), so it is not counted in
+    // `reserveRetries`.
+    const owner = Atomics.load(state, S_OWNER);
+    let guessed = owner === this.id && this.lastEnd !== -1 && this.mayBeAlone;
+    let word = guessed ? this.lastEnd : Atomics.load(state, S_RESERVE);
     for (;;) {
-      const word = Atomics.load(state, S_RESERVE);
       const at = (word & this.offMask) << 3;
-      const read = ring.checkedIndex("read_index", ring.loadReadIndex());
-      if (ring.bytesToWrite(at, read) <= total) return false;
-      const next = this.advance(word, total);
-      if (Atomics.compareExchange(state, S_RESERVE, word, next) === word) {
-        this.reservedAt = at;
-        this.noteReservation(word, next);
-        return true;
+      let free = guessed ? this.freeAfter : 0;
+      if (free <= total) {
+        // Fresh read_index. Loaded after the word (or after the owner word
+        // told us the word is our last end); if the swap below succeeds,
+        // the word did not change from then to the swap (no ABA in so short
+        // a window, see the tagging), so read_index was at most a lap
+        // behind `at`: the free space computed is a lower bound of the free
+        // space at the swap. (Loaded the other way round, read_index could
+        // be a lap behind a reservation index other producers moved on, and
+        // the modular arithmetic would report free space that holds unread
+        // packets.)
+        free = ring.bytesToWrite(at, ring.checkedIndex("read_index", ring.loadReadIndex()));
       }
-      this.reserveRetries++;
+      if (free <= total) {
+        if (guessed) {
+          // Refuse only on the real word, as a producer that loaded it
+          // would (a pending reservation of another producer may have moved it).
+          guessed = false;
+          const cur = Atomics.load(state, S_RESERVE);
+          if (cur !== word) {
+            word = cur;
+            continue;
+          }
+        }
+        return -1;
+      }
+      const next = this.advance(word, total);
+      const seen = Atomics.compareExchange(state, S_RESERVE, word, next);
+      if (seen === word) {
+        this.reservedAt = at;
+        if (!guessed) {
+          // The owner word's rule (above).
+          if (word === this.lastEnd && this.mayBeAlone) Atomics.store(state, S_OWNER, this.id);
+          else if (owner !== 0) Atomics.store(state, S_OWNER, 0);
+        }
+        this.alone = guessed;
+        this.lastEnd = next;
+        this.freeAfter = free - total;
+        return word;
+      }
+      if (guessed) guessed = false;
+      else this.reserveRetries++;
+      word = seen;
     }
   }
 
@@ -412,7 +545,8 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
    *     loads, the order of `RingWriter.commit`). The packet bytes were
    *     copied with plain stores before; the sequentially consistent
    *     store of write_index makes them visible to a reader that loads it.
-   * (b) Then hand the turn on: store our end into the published word.
+   * (b) Then hand the turn on: swap our end into the published word
+   *     (`Atomics.exchange`, a sequentially consistent read-modify-write).
    *     After (a)'s store, so that the successor's store of write_index
    *     comes after ours in the total order — otherwise write_index could
    *     move backwards and the reader would see the successor's packet
@@ -424,8 +558,10 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
    *     empty → non-empty" then holds unchanged, and only the publisher
    *     whose packet made the ring non-empty can find read_index at its
    *     start.
-   * (c) Wake producers sleeping in `publish` — only if one announced
-   *     itself, so an uncontended publication costs no notify.
+   * (c) Wake producers sleeping on the published word — only if one
+   *     announced itself by setting `WAITING` in the word we swapped out,
+   *     so an uncontended publication costs no notify and no second
+   *     Atomics operation (`awaitPublishedChange` has the sleeper's side).
    *
    * Producers wait on their own copy of the published index rather than on
    * the ring header's write_index: the header is memory the host can write,
@@ -437,11 +573,15 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
     const h = this.openHead;
     const startWord = this.openStarts[h] as number;
     const endWord = this.openEnds[h] as number;
-    if (publishWriteIndex(this.ring, (startWord & this.offMask) << 3, (endWord & this.offMask) << 3)) this.signalDue = true;
-    Atomics.store(this.state, S_PUBLISHED, endWord);
-    if (Atomics.load(this.state, S_WAITERS) !== 0) Atomics.notify(this.state, S_PUBLISHED);
     if (--this.openCount === 0) this.openHead = 0;
     else this.openHead = h + 1;
+    this.publishRun(startWord, endWord);
+  }
+
+  /** (a)–(c) above for the run [startWord, endWord), whose turn it is. */
+  private publishRun(startWord: number, endWord: number): void {
+    if (publishWriteIndex(this.ring, (startWord & this.offMask) << 3, (endWord & this.offMask) << 3)) this.signalDue = true;
+    if ((Atomics.exchange(this.state, S_PUBLISHED, endWord) & WAITING) !== 0) Atomics.notify(this.state, S_PUBLISHED);
   }
 
   /** Records the reservation [word, next): extends the newest one if it ends at `word`. */
@@ -471,24 +611,30 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
   }
 
   /**
-   * Waits until the published word is no longer `seen`: spins with
-   * `Atomics.load`, then sleeps in `Atomics.wait`. Sleeping: count
-   * ourselves in first, then wait on the value we saw. A publisher stores
-   * the published word and *then* loads the count (`finishPublish`). Both
-   * are sequentially consistent, and `Atomics.wait` compares the word and
-   * enqueues us atomically with respect to `Atomics.notify`. So either its
-   * store comes first and our wait returns at once ("not-equal"), or our
-   * count comes first and it sees it and notifies. The timeout is only a
-   * safety net.
+   * Waits until the published index is no longer `seen`: spins with
+   * `Atomics.load`, then sleeps in `Atomics.wait`. Sleeping: set `WAITING`
+   * in the published word with a compare-and-swap from the value we saw,
+   * then wait on that value with the bit set. A publisher swaps its end in
+   * (`publishRun`, `Atomics.exchange`) and notifies if the old value had
+   * the bit. In the one order of these sequentially consistent operations,
+   * either the publisher's swap comes first — our compare-and-swap fails
+   * (we look again, no sleep), or `Atomics.wait` finds the value changed
+   * and returns "not-equal" — or our compare-and-swap comes first, the
+   * publisher sees the bit and notifies, and `Atomics.wait` compares and
+   * enqueues atomically with respect to `Atomics.notify`, so the notify
+   * cannot fall between our compare and our sleep. The timeout is only a
+   * safety net. The bit stays set until the next publication clears it.
    */
   private awaitPublishedChange(seen: number): void {
     const state = this.state;
     let spins = 0;
-    while (Atomics.load(state, S_PUBLISHED) === seen) {
+    for (;;) {
+      const cur = Atomics.load(state, S_PUBLISHED);
+      if ((cur & INDEX_BITS) !== seen) return;
       if (++spins <= this.spinsBeforeWait) continue;
-      Atomics.add(state, S_WAITERS, 1);
-      Atomics.wait(state, S_PUBLISHED, seen, this.waitTimeoutMs);
-      Atomics.sub(state, S_WAITERS, 1);
+      const flagged = cur | WAITING;
+      if (cur !== flagged && Atomics.compareExchange(state, S_PUBLISHED, cur, flagged) !== cur) continue;
+      Atomics.wait(state, S_PUBLISHED, flagged, this.waitTimeoutMs);
       this.publishSleeps++;
     }
   }
@@ -508,15 +654,16 @@ export class MultiProducerRingWriter extends RingPacketEncoder {
 /**
  * The tagged index encoding of the reservation and published words: the
  * ring offset in 8-byte units in the low `offBits` bits, a lap counter in
- * the rest. For a 1 MiB ring that is 17 + 15 bits: the same offset and tag
- * come back only after 32768 laps, 32 GiB of packets, far more than passes
- * while one producer sits between a load and its compare-and-swap.
+ * the rest of bits 0–30 (bit 31 of the published word is `WAITING`). For a
+ * 1 MiB ring that is 17 + 14 bits: the same offset and tag come back only
+ * after 16384 laps, 16 GiB of packets, far more than passes while one
+ * producer sits between a load and its compare-and-swap.
  */
 function tagging(dataSize: number): { dsize8: number; offBits: number; offMask: number; lapMask: number } {
   const dsize8 = dataSize >>> 3;
   const offBits = 32 - Math.clz32(dsize8 - 1);
   const offMask = offBits >= 32 ? -1 : (1 << offBits) - 1;
-  const lapBits = 32 - offBits;
-  const lapMask = lapBits >= 31 ? 0x7fffffff : (1 << lapBits) - 1;
+  const lapBits = 31 - offBits;
+  const lapMask = (1 << lapBits) - 1;
   return { dsize8, offBits, offMask, lapMask };
 }

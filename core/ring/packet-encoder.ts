@@ -30,7 +30,7 @@ import {
   align8,
   pagesSpanned,
 } from "./layout.js";
-import { type RingBuffer, copyToRing } from "./ring-buffer.js";
+import { type RingBuffer, copyBytes, copyToRing } from "./ring-buffer.js";
 
 /** One `hv_page_buffer`: a byte range inside one page. */
 export interface PageBufferEntry {
@@ -55,6 +55,15 @@ const ZEROS = new Uint8Array(8);
  * shared memory). Measured with bench/ring.bench.ts.
  */
 const SET_MIN = 16;
+/**
+ * Whole-word payloads up to this many bytes go into the ring as 8-byte
+ * words (about 1.3 ns a word against `set`'s 20 ns flat: 64 bytes in 11 ns
+ * instead of 19) when a word view of the payload's buffer is at hand; longer
+ * ones with `set`, whose memcpy wins beyond a few hundred bytes.
+ */
+const WORD_PAYLOAD_MAX = 256;
+/** Consecutive packets with one payload array before `payloadWords` makes a word view of it. */
+const WORD_VIEW_AFTER = 8;
 const TWO32 = 2 ** 32;
 const MAX_LEN8 = 0xffff;
 
@@ -71,6 +80,11 @@ export abstract class RingPacketEncoder {
   private staging64: BigInt64Array;
   /** The ring's data area as 8-byte words (ring indices are 8-aligned, so packets start on a word). */
   private readonly ring64: BigInt64Array;
+  /** The last payload array, and how many packets in a row carried it (see `payloadWords`). */
+  private payloadLast: Uint8Array | null = null;
+  private payloadRun = 0;
+  /** `payloadLast` as 8-byte words, made once it has been sent `WORD_VIEW_AFTER` times in a row. */
+  private payload64: BigInt64Array | null = null;
 
   constructor(readonly ring: RingBuffer) {
     this.staging = new Uint8Array(1024);
@@ -236,6 +250,30 @@ export abstract class RingPacketEncoder {
     const hdrLen = D.SIZE + extLen;
     const payloadLen = payload.length;
     const dsize = ring.dataSize;
+    const end = start + pktLen;
+    if (extLen === 0 && end + VMBUS_PKT_TRAILER <= dsize && typeof transId === "number" && transId >>> 0 === transId) {
+      // The common case in one piece: an in-band packet (or completion)
+      // with a 32-bit id that does not wrap. Same bytes as the general path
+      // below, with fewer stores: the descriptor as four u32 (type and
+      // offset8, len8 and flags, the id's halves; `& 0xffff` is the u16
+      // truncation `setUint16` does).
+      const dv = ring.dataView;
+      dv.setUint32(start, (type & 0xffff) | ((D.SIZE >>> 3) << 16), true);
+      dv.setUint32(start + D.len8, (pktLen >>> 3) | ((flags & 0xffff) << 16), true);
+      dv.setUint32(start + D.trans_id, transId, true);
+      dv.setUint32(start + D.trans_id + 4, 0, true);
+      // Zero the packet's last word, then copy the payload over its start:
+      // whatever the payload does not cover there is the padding.
+      if (pktLen - D.SIZE !== payloadLen) {
+        dv.setUint32(end - 8, 0, true);
+        dv.setUint32(end - 4, 0, true);
+      }
+      this.payloadToRing(payload, start + D.SIZE);
+      dv.setUint32(end, 0, true);
+      dv.setUint32(end + 4, start, true);
+      const next = end + VMBUS_PKT_TRAILER;
+      return next === dsize ? 0 : next;
+    }
     // A bare descriptor that does not wrap goes straight into the ring;
     // everything else is staged first and copied in below.
     const direct = extLen === 0 && start + D.SIZE <= dsize;
@@ -263,8 +301,8 @@ export abstract class RingPacketEncoder {
     } else {
       at = copyToRing(ring, start, this.staging, 0, hdrLen);
     }
-    if (payloadLen >= SET_MIN && at + payloadLen <= dsize) {
-      ring.data.set(payload, at);
+    if (at + payloadLen <= dsize) {
+      this.payloadToRing(payload, at);
       at += payloadLen;
       if (at === dsize) at = 0;
     } else {
@@ -280,6 +318,48 @@ export abstract class RingPacketEncoder {
     at += VMBUS_PKT_TRAILER;
     if (at === dsize) at = 0;
     return at;
+  }
+
+  /** Copies all of `payload` into the ring at `at`, where it does not wrap. */
+  private payloadToRing(payload: Uint8Array, at: number): void {
+    const n = payload.length;
+    if (n < SET_MIN) {
+      copyBytes(this.ring.data, at, payload, 0, n);
+      return;
+    }
+    const p64 = n <= WORD_PAYLOAD_MAX && ((at | n) & 7) === 0 ? this.payloadWords(payload) : null;
+    if (p64 === null) {
+      this.ring.data.set(payload, at);
+      return;
+    }
+    const r64 = this.ring64;
+    const w = at >> 3;
+    for (let i = 0, k = n >> 3; i < k; i++) r64[w + i] = p64[i] as bigint;
+  }
+
+  /**
+   * `payload` as 8-byte words, or null. A sender that sends one array again
+   * and again (a staging buffer) gets a word view of it from the
+   * `WORD_VIEW_AFTER`th packet on; one that hands over a new array each
+   * time never causes a view to be made. So this allocates at most once
+   * per `WORD_VIEW_AFTER` packets, and not at all in a steady state. The
+   * test is identity: reading `payload.buffer` costs more (about 15 ns)
+   * than the word copy saves. Arrays not 8-aligned in their buffer, and
+   * arrays over a resizable buffer (whose length can change under a view),
+   * keep the `set` path.
+   */
+  private payloadWords(payload: Uint8Array): BigInt64Array | null {
+    if (payload !== this.payloadLast) {
+      this.payloadLast = payload;
+      this.payloadRun = 1;
+      this.payload64 = null;
+      return null;
+    }
+    const v = this.payload64;
+    if (v !== null || ++this.payloadRun !== WORD_VIEW_AFTER) return v;
+    const buf = payload.buffer as ArrayBufferLike & { readonly resizable?: boolean; readonly growable?: boolean };
+    if ((payload.byteOffset & 7) !== 0 || buf.resizable === true || buf.growable === true) return null;
+    return (this.payload64 = new BigInt64Array(buf, payload.byteOffset, payload.length >>> 3));
   }
 
   /** Grows the staging area if a header needs it and returns its view. */

@@ -244,12 +244,15 @@ export class RingReader {
     if (this.cursor === start) return false;
     ring.storeReadIndex(this.cursor);
     this.published = this.cursor;
-    // Hosts before WS2012 do not implement pending_send_sz; they poll.
-    if ((ring.loadFeatureBits() & FEAT_PENDING_SEND_SZ) === 0) return false;
     // The Atomics.store above is sequentially consistent: it is the full
     // barrier between publishing read_index and reading pending_send_sz.
+    // pending_send_sz is read first and the feature bits only when it is
+    // set: nobody waits in the common case, and that costs one load.
     const pending = ring.loadPendingSendSize();
     if (pending === 0) return false;
+    // Hosts before WS2012 do not implement pending_send_sz; they poll.
+    // (Set once by the ring's creator, so its order does not matter.)
+    if ((ring.loadFeatureBits() & FEAT_PENDING_SEND_SZ) === 0) return false;
     const write = ring.checkedIndex("write_index", ring.loadWriteIndex());
     const currWrite = ring.bytesToWrite(write, this.cursor);
     let bytesRead = this.cursor - start;
@@ -257,6 +260,40 @@ export class RingReader {
     if (!crossedPendingSendSize(pending, currWrite, bytesRead)) return false;
     this.intrInFull++;
     return true;
+  }
+
+  /**
+   * Bytes stepped past (`advance`/`next`) but not yet published as
+   * `read_index`: what the next `close` would free for the writer.
+   */
+  get unreleasedBytes(): number {
+    const n = this.cursor - this.published;
+    return n < 0 ? n + this.ring.dataSize : n;
+  }
+
+  /**
+   * Deferred release: `close` once at least `minBytes` have been stepped
+   * past since the last publication of read_index, else nothing (false).
+   * A consumer that drains packets as fast as they arrive calls this after
+   * each packet instead of `close` after each burst, so it publishes
+   * read_index — one sequentially consistent store to the header cache
+   * line every writer works on, and one load of pending_send_sz — once per
+   * `minBytes` rather than once per packet it finds. Linux defers the
+   * same way (`hv_pkt_iter_close` once per batch).
+   *
+   * The signalling rule stays whole because every publication is a
+   * `close`: it publishes, then reads pending_send_sz, and signals on the
+   * full → not-full transition over everything it released. The caller
+   * must still `close` before it stops reading (before `endRead` and a
+   * sleep), or bytes it holds back stay unavailable to the writers. A
+   * writer that blocked when the ring was full is never held up for long:
+   * while it waits, the ring holds more than `dataSize − minBytes − its
+   * packet` unread bytes, so with `minBytes` well below the data size
+   * (an eighth, say) the reader soon crosses `minBytes` and signals.
+   */
+  closeIfAtLeast(minBytes: number): boolean {
+    if (this.unreleasedBytes < minBytes) return false;
+    return this.close();
   }
 
   /**
