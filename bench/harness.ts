@@ -51,3 +51,56 @@ export function table(header: readonly string[], rows: readonly (readonly string
       .trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
+
+/** Options of a timed bench (bench:ring, bench:threads). */
+export interface TimedBenchOptions {
+  json: boolean;
+  /** Seconds timed per case and repetition. */
+  seconds: number;
+  reps: number;
+  /** Seconds of untimed warm-up per case. */
+  warmup: number;
+}
+
+/**
+ * Parses `--json`, `--seconds S`, `--reps N`, `--warmup S` (also as
+ * `--flag=value`) and `--help` (prints `help`, exits 0) over `defaults`;
+ * an unknown flag or a bad number throws naming it.
+ */
+export function parseTimedBenchArgs(argv: readonly string[], help: string, defaults: TimedBenchOptions, minSeconds: number): TimedBenchOptions {
+  const o: TimedBenchOptions = { ...defaults };
+  const num = (flag: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < min) {
+      throw new Error(`${flag} needs a number >= ${min}, got ${v ?? "nothing"}`);
+    }
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case "--help":
+      case "-h":
+        process.stdout.write(help + "\n");
+        process.exit(0);
+        break;
+      case "--json":
+        o.json = true;
+        break;
+      case "--seconds":
+        o.seconds = num(flag, value(), minSeconds);
+        break;
+      case "--reps":
+        o.reps = Math.floor(num(flag, value(), 1));
+        break;
+      case "--warmup":
+        o.warmup = num(flag, value(), 0);
+        break;
+      default:
+        throw new Error(`unknown option ${a} (try --help)`);
+    }
+  }
+  return o;
+}

@@ -15,7 +15,7 @@ import { RING_HEADER_SIZE } from "../core/ring/layout.js";
 import { RingBuffer } from "../core/ring/ring-buffer.js";
 import { RingReader } from "../core/ring/ring-reader.js";
 import { RingWriter } from "../core/ring/ring-writer.js";
-import { type RunFn, type Sample, fmtFixed, fmtRate, median, table, timeOnce } from "./harness.js";
+import { type RunFn, type Sample, fmtFixed, fmtRate, median, table, timeOnce, parseTimedBenchArgs, type TimedBenchOptions } from "./harness.js";
 
 const SIZES = [64, 1500, 4096] as const;
 const BATCH = 32;
@@ -31,12 +31,7 @@ const TARGET_VS_RBJS_4096 = 10;
 
 // ---------------------------------------------------------------- options
 
-interface Options {
-  json: boolean;
-  seconds: number;
-  reps: number;
-  warmup: number;
-}
+type Options = TimedBenchOptions;
 
 const HELP = `Usage: node dist/bench/ring.bench.js [options]
        npm run -s bench:ring -- [options]
@@ -60,41 +55,7 @@ at 64 B and >= ${TARGET_VS_RBJS_4096}x at 4096 B.
 Use 'npm run -s' with --json: plain 'npm run' prints its own banner on stdout.`;
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { json: false, seconds: 0.18, reps: 7, warmup: 0.15 };
-  const num = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < min) {
-      throw new Error(`${flag} needs a number >= ${min}, got ${v ?? "nothing"}`);
-    }
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    switch (flag) {
-      case "--help":
-      case "-h":
-        process.stdout.write(HELP + "\n");
-        process.exit(0);
-        break;
-      case "--json":
-        o.json = true;
-        break;
-      case "--seconds":
-        o.seconds = num(flag, value(), 0.01);
-        break;
-      case "--reps":
-        o.reps = Math.floor(num(flag, value(), 1));
-        break;
-      case "--warmup":
-        o.warmup = num(flag, value(), 0);
-        break;
-      default:
-        throw new Error(`unknown option ${a} (try --help)`);
-    }
-  }
-  return o;
+  return parseTimedBenchArgs(argv, HELP, { json: false, seconds: 0.18, reps: 7, warmup: 0.15 }, 0.01);
 }
 
 // ---------------------------------------------------------------- cases

@@ -21,7 +21,7 @@ import { RING_HEADER_SIZE } from "../core/ring/layout.js";
 import { MultiProducerRingWriter } from "../core/ring/multi-producer-writer.js";
 import { RingBuffer } from "../core/ring/ring-buffer.js";
 import { RingReader } from "../core/ring/ring-reader.js";
-import { fmtFixed, fmtRate, median, table } from "./harness.js";
+import { fmtFixed, fmtRate, median, table, parseTimedBenchArgs, type TimedBenchOptions } from "./harness.js";
 
 const SIZES = [64, 4096] as const;
 const PRODUCERS = [1, 2] as const;
@@ -55,12 +55,7 @@ const C_WORDS = 96;
 
 // ---------------------------------------------------------------- options
 
-interface Options {
-  json: boolean;
-  seconds: number;
-  reps: number;
-  warmup: number;
-}
+type Options = TimedBenchOptions;
 
 const HELP = `Usage: node dist/bench/threads.bench.js [options]
        npm run -s bench:threads -- [options]
@@ -98,41 +93,7 @@ at 64 B with one producer (ratios.vs_postmessage_64).
 Use 'npm run -s' with --json: plain 'npm run' prints its own banner on stdout.`;
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { json: false, seconds: 0.35, reps: 3, warmup: 0.15 };
-  const num = (flag: string, v: string | undefined, min: number): number => {
-    const n = Number(v);
-    if (v === undefined || !Number.isFinite(n) || n < min) {
-      throw new Error(`${flag} needs a number >= ${min}, got ${v ?? "nothing"}`);
-    }
-    return n;
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
-    switch (flag) {
-      case "--help":
-      case "-h":
-        process.stdout.write(HELP + "\n");
-        process.exit(0);
-        break;
-      case "--json":
-        o.json = true;
-        break;
-      case "--seconds":
-        o.seconds = num(flag, value(), 0.05);
-        break;
-      case "--reps":
-        o.reps = Math.floor(num(flag, value(), 1));
-        break;
-      case "--warmup":
-        o.warmup = num(flag, value(), 0);
-        break;
-      default:
-        throw new Error(`unknown option ${a} (try --help)`);
-    }
-  }
-  return o;
+  return parseTimedBenchArgs(argv, HELP, { json: false, seconds: 0.35, reps: 3, warmup: 0.15 }, 0.05);
 }
 
 // ---------------------------------------------------------------- workers
