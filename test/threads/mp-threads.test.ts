@@ -140,6 +140,19 @@ describe("multi-producer ring between threads", () => {
     check(cfg, await run(cfg));
   });
 
+  it("4 producers that sleep at once when a predecessor has not published (spinsBeforeWait 0): the WAITING bit and its notify", async () => {
+    // With more producer threads than CPUs, a producer is often preempted
+    // between its reservation and its publication; its successors then
+    // sleep in Atomics.wait on the published word at once. A lost notify
+    // would show as a run that still finishes (the wait has a 10 ms safety
+    // timeout) but the data checks below are what must hold either way.
+    const cfg: Config = { producers: 4, count: 3000, minSize: 16, maxSize: 200, dataPages: 8, spinsBeforeWait: 0, closeEvery: 4, batch: 1 };
+    const r = await run(cfg);
+    check(cfg, r);
+    // The case exercised what it is for (thousands of sleeps per run here).
+    expect(r.producers.reduce((a, p) => a + p.publishSleeps, 0)).toBeGreaterThan(0);
+  });
+
   it("3 producers committing batches of 8 writes (publishOnWrite: false)", async () => {
     const cfg: Config = { producers: 3, count: 8000, minSize: 16, maxSize: 300, dataPages: 4, spinsBeforeWait: 256, closeEvery: 8, batch: 8 };
     check(cfg, await run(cfg));
