@@ -104,6 +104,13 @@ export interface SchedulerGate {
    * to end the run as an ungated scheduler would (idle, or deadlock).
    */
   hold(dueNs: number | undefined): Promise<void> | undefined;
+  /**
+   * An event was queued at `timeNs`, or (with `timeNs` = now) the work a
+   * `runUntilSettled` waits for settled — by a continuation that ran while
+   * the scheduler waited on `hold`'s promise. A gate holding for a later
+   * event, or for none, must end that hold so the scheduler looks again.
+   */
+  queued?(timeNs: number): void;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -322,11 +329,14 @@ export class Scheduler implements Clock {
         state = 1;
         value = v;
         this.activity++;
+        // Settled by a continuation that ran while a gate held us: look now.
+        this.gate?.queued?.(this.nowNs);
       },
       (e: unknown) => {
         state = 2;
         error = e;
         this.activity++;
+        this.gate?.queued?.(this.nowNs);
       },
     );
     await this.loop("runUntilSettled", deadline, () => state !== 0);
@@ -351,6 +361,7 @@ export class Scheduler implements Clock {
     node.seq = this.seq++;
     this.queue.push(node);
     this.activity++;
+    this.gate?.queued?.(timeNs);
   }
 
   /** @internal */

@@ -73,13 +73,35 @@ export class DoorbellGate implements SchedulerGate {
     } else if (this.closed) {
       return undefined;
     }
-    // Wait for a ring, or (with an event queued) until real time lets it run.
+    // Wait for a ring, or (with an event queued) until real time lets it run,
+    // or until this thread queues an earlier event (`queued`).
     const timeoutMs = dueNs === undefined ? Infinity : Math.max(0.05, (dueNs - this.bound) / 1e6);
     Atomics.add(this.o.words, this.o.waitsCounter, 1);
     const r = waitAsync(this.o.words, this.o.bell, this.seen, timeoutMs);
     if (!r.async) return RESOLVED; // "not-equal": rung since the last poll
-    return r.value.then(this.onWoken);
+    this.heldDue = dueNs ?? Infinity;
+    const kicked = new Promise<void>((resolve) => (this.kick = resolve));
+    return Promise.race([r.value.then(this.onWoken), kicked]).then(this.endHold);
   }
+
+  /**
+   * A continuation that ran while we slept queued an event (a retry's
+   * backoff, say) before the one we hold for, or settled what the
+   * scheduler's run waits for (`timeNs` = now): stop holding, so the
+   * scheduler looks now rather than at the later event or the next ring.
+   * The doorbell wait stays pending until a ring or its timeout; nothing
+   * waits on it any more.
+   */
+  queued(timeNs: number): void {
+    if (timeNs < this.heldDue) this.kick();
+  }
+
+  private heldDue = -Infinity;
+  private kick: () => void = () => undefined;
+  private readonly endHold = (): void => {
+    this.heldDue = -Infinity;
+    this.kick = () => undefined;
+  };
 
   /** Ends the gate: an idle scheduler then finishes (or reports deadlock) as an ungated one would. */
   close(): void {

@@ -15,7 +15,10 @@
  * mailbox message is copied out of the ring by `RingReader` (which checks
  * the packet framing), then its fields are checked (VP, size) before
  * `Hypervisor.deliverPostMessage` checks type, size and port as for a
- * hypercall on one thread.
+ * hypercall on one thread. A message whose port's queue is full is left in
+ * the mailbox (with those behind it) and taken after the port's delivery
+ * time — the guest already had HV_STATUS_SUCCESS, so it must not be lost;
+ * a full mailbox then makes the guest's posts fail and back off.
  */
 import { container as tsyringeRoot, type DependencyContainer } from "tsyringe";
 import { InvalidArgumentError } from "../errors.js";
@@ -28,6 +31,7 @@ import { GuestMemory } from "../memory/guest-memory.js";
 import { RingBuffer } from "../ring/ring-buffer.js";
 import { RingReader } from "../ring/ring-reader.js";
 import type { CostModel } from "../sim/cost-model.js";
+import type { Timer } from "../sim/scheduler.js";
 import { Simulation } from "../sim/simulation.js";
 import { instantiateHostDevice, type HostDeviceOptions } from "../system/system.js";
 import { HOST_VM, HOST_VMBUS_SERVER, SIMULATION } from "../system/tokens.js";
@@ -41,6 +45,7 @@ import {
   C_HOST_POLLS,
   C_HOST_WAITS,
   C_HOST_WAKEUPS,
+  C_MAILBOX_DEFERRALS,
   C_MAILBOX_MALFORMED,
   C_MAILBOX_MESSAGES,
   C_SINT_FORWARDS,
@@ -73,6 +78,45 @@ export interface PluginModuleSpec {
   readonly exportName?: string;
 }
 
+/**
+ * A host-thread setup hook (`ThreadedSystemOptions.hostSetup`): the worker
+ * imports `module` and calls `(await import(module))[exportName]` — a
+ * `HostSetup` — once, after the host plugins are applied and before the
+ * host devices are created. This is how host-side objects that are not
+ * VMBus devices (a virtual switch's other ports, a responder on them) get
+ * into the host thread without core importing drivers/.
+ */
+export interface HostSetupSpec extends PluginModuleSpec {
+  /** Handed to the hook as `HostSetupContext.config` (structured-cloned into the worker). */
+  readonly config?: unknown;
+}
+
+/** What a `HostSetup` hook is given, in the host thread. */
+export interface HostSetupContext {
+  /** The host thread's root container (plugin manifests applied; SIMULATION registered). */
+  readonly root: DependencyContainer;
+  /** The container host devices are created from (HOST_VM, HOST_VMBUS_SERVER registered). */
+  readonly hostContainer: DependencyContainer;
+  /** The host thread's simulation (its scheduler and virtual clock). */
+  readonly sim: Simulation;
+  /** The host's picture of the VM. */
+  readonly partition: GuestPartition;
+  readonly server: VmbusServer;
+  /** `HostSetupSpec.config`, as structured-cloned into the worker (untrusted: validate it). */
+  readonly config: unknown;
+}
+
+/** What a `HostSetup` hook may return: figures for the host report, and cleanup at shutdown. */
+export interface HostSetupResult {
+  /** Called once when the host thread stops; must return a structured-cloneable value (`HostReportMessage.setup`). */
+  readonly report?: () => unknown;
+  /** Called after the report, before the host's containers are disposed. */
+  readonly dispose?: () => void | Promise<void>;
+}
+
+/** The function a `HostSetupSpec` names. */
+export type HostSetup = (context: HostSetupContext) => HostSetupResult | void;
+
 /** A host device for the host thread to create (structured-cloneable: `config` is copied). */
 export interface HostDeviceSpec {
   readonly type: string;
@@ -95,6 +139,8 @@ export interface HostThreadParams {
   readonly hostMaxVersion?: number;
   readonly plugins: readonly PluginModuleSpec[];
   readonly devices: readonly HostDeviceSpec[];
+  /** See `HostSetupSpec`. */
+  readonly setup?: HostSetupSpec;
   readonly maxLeadNs: number;
 }
 
@@ -126,6 +172,8 @@ export interface HostReportMessage {
   readonly partition: Readonly<Record<string, unknown>>;
   readonly server: Readonly<Record<string, unknown>>;
   readonly devices: readonly HostDeviceReport[];
+  /** What the `hostSetup` hook's `report()` returned (undefined without a hook or a report). */
+  readonly setup?: unknown;
 }
 
 export interface HostFailedMessage {
@@ -186,6 +234,9 @@ export class HostThread {
   private readonly gate: DoorbellGate;
   private readonly reader: RingReader;
   private readonly stores: DisposableStore[] = [];
+  private readonly setupResult: HostSetupResult | undefined;
+  /** Looks at the mailbox again after a message was left there because its port's queue was full. */
+  private readonly mailboxRetry: Timer;
   private stopRequested = false;
   private stopResolve: (() => void) | undefined;
   private readonly stopped: Promise<void>;
@@ -193,6 +244,7 @@ export class HostThread {
   constructor(
     private readonly params: HostThreadParams,
     manifests: readonly PluginManifest[],
+    setup?: HostSetup,
   ) {
     if (params.vpIndexes.length > LINK_MAX_VCPUS) {
       throw new InvalidArgumentError("vcpus", params.vpIndexes.length, `must be at most ${LINK_MAX_VCPUS} in threaded mode`);
@@ -215,6 +267,10 @@ export class HostThread {
     hostContainer.registerInstance(HOST_VM, { name: this.vm.name, partition: this.vm, sim: this.sim });
     this.server = new VmbusServer(this.hv, this.vm, { maxVersion: params.hostMaxVersion });
     hostContainer.registerInstance(HOST_VMBUS_SERVER, this.server);
+    if (setup !== undefined) {
+      const r = setup({ root: this.root, hostContainer, sim: this.sim, partition: this.vm, server: this.server, config: params.setup?.config });
+      this.setupResult = r === undefined || r === null ? undefined : r;
+    }
     const rng = this.sim.rng.fork("instance guids");
     const guids = new InstanceGuidGenerator(() => rng.nextU32());
     const regs = resolveAllOrNone(this.root, HOST_DEVICES);
@@ -230,6 +286,7 @@ export class HostThread {
       this.stores.push(store);
     }
     this.reader = new RingReader(new RingBuffer(new Uint8Array(params.link.mailbox), `${this.vm.name} mailbox`), { maxPacketSize: 1024 });
+    this.mailboxRetry = this.sim.scheduler.timer(`${this.vm.name} mailbox retry`, () => this.drainMailbox());
     this.stopped = new Promise<void>((resolve) => (this.stopResolve = resolve));
     this.gate = new DoorbellGate({
       words: this.words,
@@ -252,6 +309,7 @@ export class HostThread {
     await this.sim.scheduler.runUntilSettled(this.stopped, { what: "host thread" });
     this.gate.close();
     this.sim.scheduler.setGate(undefined);
+    this.mailboxRetry.cancel();
     const report: HostReportMessage = {
       kind: "report",
       threadId: 0,
@@ -260,8 +318,10 @@ export class HostThread {
       partition: plain(this.vm.counters),
       server: plain(this.server.counters),
       devices: this.devices.map((d) => deviceReport(d)),
+      setup: this.setupResult?.report?.(),
     };
     for (const s of this.stores) await s.dispose();
+    await this.setupResult?.dispose?.();
     await this.root.dispose();
     return report;
   }
@@ -314,20 +374,37 @@ export class HostThread {
       // hv_begin_read: the guest's commit() sees the mask and does not ring
       // while we drain.
       r.beginRead();
+      let blocked = false;
       let p = r.first();
       while (p !== null) {
-        this.takeMessage(p.buffer, p.dataOffset, p.dataLength);
+        if (!this.takeMessage(p.buffer, p.dataOffset, p.dataLength)) {
+          // The target port's queue is full: leave this message (and those
+          // behind it, to keep their order) in the mailbox — not stepped
+          // past, so close() does not consume it — and look again once the
+          // port had time to deliver. Meanwhile the mailbox fills and the
+          // guest's HVCALL_POST_MESSAGE gets HV_STATUS_INSUFFICIENT_BUFFERS
+          // and backs off, as with a full port on one thread.
+          blocked = true;
+          break;
+        }
         Atomics.add(w, C_MAILBOX_MESSAGES, 1);
         p = r.next();
       }
       r.close();
       // hv_end_read: unmask, then look again — a message committed while
       // we were masked drew no ring, so it must be taken now.
-      if (r.endRead() === 0) return;
+      const more = r.endRead();
+      if (blocked) {
+        Atomics.add(w, C_MAILBOX_DEFERRALS, 1);
+        if (!this.mailboxRetry.armed) this.mailboxRetry.arm(this.sim.costs.messageDeliveryNs);
+        return;
+      }
+      if (more === 0) return;
     }
   }
 
-  private takeMessage(buf: Uint8Array, off: number, len: number): void {
+  /** Takes one mailbox message; false (nothing taken) when its port's queue is full. */
+  private takeMessage(buf: Uint8Array, off: number, len: number): boolean {
     // `buf` is the reader's private copy: the guest can no longer change it.
     const view = new DataView(buf.buffer, buf.byteOffset + off, len);
     if (len < MAILBOX_HEADER_BYTES) return this.malformed();
@@ -337,14 +414,20 @@ export class HostThread {
     const size = view.getUint32(12, true);
     if (size > HV_MESSAGE_PAYLOAD_BYTE_COUNT || MAILBOX_HEADER_BYTES + size > len) return this.malformed();
     if (this.vm.vcpuByVpIndex(vp) === undefined) return this.malformed();
+    const port = this.vm.messagePorts.get(connectionId);
+    if (port !== undefined && port.queue.length >= this.sim.costs.messageQueueDepth) return false;
     const payload = buf.subarray(off + MAILBOX_HEADER_BYTES, off + MAILBOX_HEADER_BYTES + size);
     // Type, size and port checks as for a hypercall; the status is lost
     // (the guest got its status when it posted), so failures only count.
+    // (A full port queue cannot fail it: that was checked above.)
     this.hv.deliverPostMessage(this.vm, vp, connectionId, messageType, payload);
+    return true;
   }
 
-  private malformed(): void {
+  /** Counts a malformed mailbox message, which is consumed (dropped). */
+  private malformed(): true {
     Atomics.add(this.words, C_MAILBOX_MALFORMED, 1);
+    return true;
   }
 
   private drainSignals(): void {
@@ -396,6 +479,15 @@ function deviceReport(d: HostDevice): HostDeviceReport {
     counters: h.counters !== undefined && h.counters !== null && typeof h.counters === "object" ? plain(h.counters) : undefined,
     channelStats,
   };
+}
+
+/** Loads the `HostSetup` hook `spec` names (in the host thread). */
+export async function importHostSetup(spec: HostSetupSpec): Promise<HostSetup> {
+  const mod = (await import(spec.module)) as Record<string, unknown>;
+  const name = spec.exportName ?? "default";
+  const f = mod[name];
+  if (typeof f !== "function") throw new InvalidArgumentError(`hostSetup ${spec.module}`, name, "is not an exported function (a HostSetup)");
+  return f as HostSetup;
 }
 
 /** Loads the plugin manifests named in `specs` (in the host thread). */

@@ -1,14 +1,15 @@
 /**
  * The worker entry of threaded mode's host thread. Started by
  * `ThreadedSystem.start` with `HostThreadParams` in `workerData`; imports
- * the plugin manifests named there (core never imports drivers/), builds
+ * the plugin manifests and the optional setup hook named there (core never
+ * imports drivers/), builds
  * the `HostThread`, tells the guest thread it is ready, runs until asked to
  * stop, and posts its report. A failure is posted and also marked in the
  * shared state word, so a guest thread asleep on its doorbell wakes.
  */
 import "reflect-metadata";
 import { parentPort, threadId, workerData } from "node:worker_threads";
-import { HostThread, importPluginManifests, type HostThreadMessage, type HostThreadParams } from "./host-side.js";
+import { HostThread, importHostSetup, importPluginManifests, type HostThreadMessage, type HostThreadParams } from "./host-side.js";
 import { STATE_FAILED, W_GUEST_BELL, W_STATE, C_HOST_NOTIFIES, ring } from "./link.js";
 
 function post(m: HostThreadMessage): void {
@@ -27,7 +28,8 @@ async function main(): Promise<void> {
   let host: HostThread | undefined;
   try {
     const manifests = await importPluginManifests(params.plugins);
-    host = new HostThread(params, manifests);
+    const setup = params.setup === undefined ? undefined : await importHostSetup(params.setup);
+    host = new HostThread(params, manifests, setup);
     post({ kind: "ready", threadId, devices: host.devices.map((d) => ({ type: d.offer.name, instanceId: d.offer.instanceId.toString() })) });
     const report = await host.run();
     post({ ...report, threadId });

@@ -1,7 +1,7 @@
 /** core/threads: threaded mode — the host half of a VM in a worker thread over shared guest memory. */
 export { ThreadedSystem, ThreadedVm, RemoteHostHypervisor, HostThreadError } from "./threaded-system.js";
 export type { ThreadedSystemOptions, ThreadedRunReport } from "./threaded-system.js";
-export { HostThread, ThreadHostHypervisor, importPluginManifests } from "./host-side.js";
+export { HostThread, ThreadHostHypervisor, importHostSetup, importPluginManifests } from "./host-side.js";
 export type {
   HostDeviceReport,
   HostFailedMessage,
@@ -10,6 +10,10 @@ export type {
   HostReportMessage,
   HostThreadMessage,
   HostThreadParams,
+  HostSetup,
+  HostSetupContext,
+  HostSetupResult,
+  HostSetupSpec,
   PluginModuleSpec,
 } from "./host-side.js";
 export { DoorbellGate } from "./gate.js";

@@ -63,6 +63,7 @@ export const C_EOM_FORWARDS = 58;
 export const C_SINT_FORWARDS = 59;
 export const C_HOST_POLLS = 60;
 export const C_GUEST_POLLS = 61;
+export const C_MAILBOX_DEFERRALS = 62;
 
 /** Pending SINT bits, one word per vCPU (host sets, guest takes). */
 export const W_PENDING_SINTS = 64;
@@ -109,6 +110,12 @@ export interface ThreadLinkCounters {
   readonly mailboxMessages: number;
   /** Mailbox packets the host dropped as malformed. */
   readonly mailboxMalformed: number;
+  /**
+   * Times the host left a message in the mailbox because its port's queue
+   * was full (it looks again after the port's delivery time; the guest's
+   * posts meanwhile back off once the mailbox is full).
+   */
+  readonly mailboxDeferrals: number;
   /** Signal-event bits the host took. */
   readonly eventSignals: number;
   /** Monitor pending bits the guest set from clear (each rang the host). */
@@ -133,6 +140,7 @@ export function readLinkCounters(words: Int32Array): ThreadLinkCounters {
     guestWakeups: c(C_GUEST_WAKEUPS),
     mailboxMessages: c(C_MAILBOX_MESSAGES),
     mailboxMalformed: c(C_MAILBOX_MALFORMED),
+    mailboxDeferrals: c(C_MAILBOX_DEFERRALS),
     eventSignals: c(C_EVENT_SIGNALS),
     monitorRings: c(C_MONITOR_RINGS),
     eomForwards: c(C_EOM_FORWARDS),

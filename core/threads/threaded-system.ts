@@ -12,6 +12,9 @@
  *       hostPlugins: [{ module: storageModuleUrl, exportName: "storagePlugin" }] },
  *       { name: "vm1", vcpus: 4 });
  *     sys.addHostDevice("storvsp", { config: { disks: [...] } });
+ *     // optional `hostSetup: { module, exportName, config }` in the options:
+ *     // a hook the worker calls before creating the devices (e.g. a virtual
+ *     // switch's responder port; see HostSetupSpec)
  *     await sys.start();                       // host thread up, devices created
  *     await sys.boot();                        // connect, offers, probes
  *     const drv = sys.vm.drivers<StorvscDriver>("storvsc")[0];
@@ -75,7 +78,7 @@ import type { VmbusClient } from "../vmbus/client.js";
 import type { VmbusDevice } from "../vmbus/device.js";
 import { VMBUS_DEFAULT_MAX_VERSION } from "../vmbus/versions.js";
 import { DoorbellGate } from "./gate.js";
-import type { HostDeviceSpec, HostReadyMessage, HostReportMessage, HostThreadMessage, HostThreadParams, PluginModuleSpec } from "./host-side.js";
+import type { HostDeviceSpec, HostReadyMessage, HostReportMessage, HostSetupSpec, HostThreadMessage, HostThreadParams, PluginModuleSpec } from "./host-side.js";
 import {
   C_EOM_FORWARDS,
   C_GUEST_NOTIFIES,
@@ -123,6 +126,12 @@ export interface ThreadedSystemOptions {
   readonly plugins?: readonly PluginManifest[];
   /** Manifests the host thread imports (module URL + export name): the host devices. */
   readonly hostPlugins: readonly PluginModuleSpec[];
+  /**
+   * A hook the host thread imports (module URL + export name) and calls
+   * before it creates the host devices, with its containers, simulation and
+   * `config` (structured-cloned): e.g. a virtual switch's other ports.
+   */
+  readonly hostSetup?: HostSetupSpec;
   readonly hostMaxVersion?: number;
   /**
    * URL of the host worker entry. Default: host-worker.js next to this
@@ -406,6 +415,7 @@ export class ThreadedSystem {
       hostMaxVersion: this.options.hostMaxVersion,
       plugins: this.options.hostPlugins,
       devices: this.devices,
+      ...(this.options.hostSetup !== undefined ? { setup: this.options.hostSetup } : {}),
       maxLeadNs: this.maxLeadNs,
     };
     const url = this.options.workerUrl ?? new URL("./host-worker.js", import.meta.url);
