@@ -9,6 +9,7 @@
  */
 import { VmbusSystem, channelInterruptTable, procInterrupts } from "../core/index.js";
 import { StorvscDriver, storagePlugin } from "../drivers/storvsc/index.js";
+import { UsageError, forEachFlag, intFlag } from "./args.js";
 
 const PATTERNS = ["randread", "randwrite", "seqread", "seqwrite", "randrw"] as const;
 type Pattern = (typeof PATTERNS)[number];
@@ -36,25 +37,15 @@ const HELP = `npm run example:storage-workload -- [flags]
 
 Figures are in virtual time: what the modelled machine would do.`;
 
-class UsageError extends Error {}
-
-function intFlag(flag: string, raw: string | undefined, min: number, max: number): number {
-  if (raw === undefined) throw new UsageError(`${flag}: needs a value`);
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`${flag} ${raw}: must be an integer from ${min} to ${max}`);
-  return v;
-}
-
 function parseArgs(argv: readonly string[]): Options | null {
   const o: Options = { pattern: "randread", bs: 4096, qd: 8, ios: 2000, readPercent: 70, vcpus: 4, seed: 1 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
+  let help = false;
+  forEachFlag(argv, (flag, value, a, inline) => {
     switch (flag) {
       case "--help":
       case "-h":
-        return null;
+        help = true;
+        break;
       case "--pattern": {
         const v = value();
         if (!PATTERNS.includes(v as Pattern)) throw new UsageError(`--pattern ${v ?? "(missing)"}: must be one of ${PATTERNS.join(", ")}`);
@@ -83,8 +74,8 @@ function parseArgs(argv: readonly string[]): Options | null {
       default:
         throw new UsageError(`unknown flag ${a} (try --help)`);
     }
-  }
-  return o;
+  });
+  return help ? null : o;
 }
 
 function percentile(sorted: readonly number[], p: number): number {

@@ -19,6 +19,7 @@ import { performance } from "node:perf_hooks";
 import { threadId } from "node:worker_threads";
 import { ThreadedSystem } from "../core/index.js";
 import { storagePlugin, type ScsiDisk, type StorvscDriver } from "../drivers/storvsc/index.js";
+import { UsageError, forEachFlag, intFlag } from "./args.js";
 
 interface Options {
   ios: number;
@@ -45,25 +46,15 @@ The guest runs in the main thread and storvsp in a worker thread over
 shared guest memory; every byte read back is checked against what was
 written. Figures are wall-clock.`;
 
-class UsageError extends Error {}
-
-function intFlag(flag: string, raw: string | undefined, min: number, max: number): number {
-  if (raw === undefined) throw new UsageError(`${flag}: needs a value`);
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < min || v > max) throw new UsageError(`${flag} ${raw}: must be an integer from ${min} to ${max}`);
-  return v;
-}
-
 function parseArgs(argv: readonly string[]): Options | null {
   const o: Options = { ios: 4000, qd: 16, bs: 4096, vcpus: 4, disks: 2, seed: 1, json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
-    const value = (): string | undefined => inline ?? argv[++i];
+  let help = false;
+  forEachFlag(argv, (flag, value, a, inline) => {
     switch (flag) {
       case "--help":
       case "-h":
-        return null;
+        help = true;
+        break;
       case "--ios":
         o.ios = intFlag("--ios", value(), 2, 1_000_000);
         break;
@@ -90,8 +81,8 @@ function parseArgs(argv: readonly string[]): Options | null {
       default:
         throw new UsageError(`unknown flag ${a} (try --help)`);
     }
-  }
-  return o;
+  });
+  return help ? null : o;
 }
 
 /** The bytes range `tag` holds: a cheap xorshift stream, so nothing needs remembering. */
