@@ -16,6 +16,7 @@ import { threadId } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { HostThreadError, ThreadedSystem, type PluginModuleSpec } from "../../core/index.js";
 import { storagePlugin, type ScsiDisk, type StorvscDriver } from "../../drivers/storvsc/index.js";
+import { expectCrossThreadTraffic } from "./link-checks.js";
 import { transpiledModules } from "./transpile.js";
 
 const MiB = 1024 * 1024;
@@ -110,18 +111,10 @@ describe("threaded mode: storvsc in the main thread, storvsp in a worker", () =>
       report = await sys.shutdown();
     }
     // The host thread is another thread, and it answered through the link.
-    expect(report.hostThreadId).not.toBe(threadId);
-    expect(report.hostThreadId).toBeGreaterThan(0);
+    expectCrossThreadTraffic(report);
     const link = report.link;
-    expect(link.guestToHostNotifies).toBeGreaterThan(0);
-    expect(link.hostToGuestNotifies).toBeGreaterThan(0);
-    expect(link.mailboxMessages).toBeGreaterThan(0);
-    expect(link.mailboxMalformed).toBe(0);
-    expect(link.sintForwards).toBeGreaterThan(0);
     expect(link.hostPolls).toBeGreaterThan(0);
     expect(link.guestPolls).toBeGreaterThan(0);
-    // Signals came by monitor page or by hypercall bit; one of them carried the I/O.
-    expect(link.monitorRings + link.eventSignals).toBeGreaterThan(0);
     // The work went over several channels, without a host-side error.
     const dev = report.host.devices[0]!;
     expect(dev.type).toBe("storvsp");
