@@ -35,6 +35,27 @@ export interface GuestMemoryConfig {
   readonly shared?: SharedArrayBuffer;
 }
 
+/** A page of zeros: the source `zeroBytes` copies from. */
+const ZERO_PAGE = new Uint8Array(PAGE_SIZE);
+
+/**
+ * Zeroes `u8[from, to)`. On a SharedArrayBuffer, `TypedArray.prototype.fill`
+ * stores byte by byte (each store must be a valid shared-memory access), about
+ * 0.3 ns a byte — 1.2 µs a page, more than a whole I/O of the storage bench —
+ * while `set` from an unshared zero page is one block copy: about 45 ns a
+ * call and 0.03 ns a byte. Below 256 bytes `fill`'s lower call cost wins.
+ */
+export function zeroBytes(u8: Uint8Array, from: number, to: number): void {
+  if (to - from < 256) {
+    u8.fill(0, from, to);
+    return;
+  }
+  for (let at = from; at < to; at += PAGE_SIZE) {
+    const n = Math.min(PAGE_SIZE, to - at);
+    u8.set(n === PAGE_SIZE ? ZERO_PAGE : ZERO_PAGE.subarray(0, n), at);
+  }
+}
+
 /** Freed pages remembered for reuse (see `GuestMemory.hot`). */
 const HOT_PAGES = 1024;
 
@@ -120,7 +141,7 @@ export class GuestMemory {
           this.used.fill(1, start, start + count);
           this.freeCount -= count;
           this.cursor = start + count;
-          this.u8.fill(0, start * PAGE_SIZE, (start + count) * PAGE_SIZE);
+          zeroBytes(this.u8, start * PAGE_SIZE, (start + count) * PAGE_SIZE);
           return start;
         }
         start += run + 1;
@@ -142,7 +163,7 @@ export class GuestMemory {
       const h = this.hot[--this.hotCount] as number;
       if (this.used[h] !== 0) continue;
       this.used[h] = 1;
-      this.u8.fill(0, h * PAGE_SIZE, (h + 1) * PAGE_SIZE);
+      zeroBytes(this.u8, h * PAGE_SIZE, (h + 1) * PAGE_SIZE);
       pfns.push(h);
     }
     let p = this.cursor;
@@ -150,7 +171,7 @@ export class GuestMemory {
       if (p >= this.pageCount) p = 0;
       if (this.used[p] === 0) {
         this.used[p] = 1;
-        this.u8.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+        zeroBytes(this.u8, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
         pfns.push(p);
       }
       p++;
@@ -204,7 +225,8 @@ export class GuestMemory {
 
   fill(gpa: number, length: number, value = 0): void {
     this.check(gpa, length);
-    this.u8.fill(value, gpa, gpa + length);
+    if (value === 0) zeroBytes(this.u8, gpa, gpa + length);
+    else this.u8.fill(value, gpa, gpa + length);
   }
 
   readU32(gpa: number): number {

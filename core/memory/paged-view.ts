@@ -15,7 +15,7 @@
  * rewrites its GPADL message afterwards cannot move the view.
  */
 import { GpadlAccessError } from "../errors.js";
-import { type GuestMemory, PAGE_SHIFT, PAGE_SIZE } from "./guest-memory.js";
+import { type GuestMemory, PAGE_SHIFT, PAGE_SIZE, zeroBytes } from "./guest-memory.js";
 
 /** What a GPADL is: `vmbus_channel_gpadl_header` reduced to one range (Linux sends one). */
 export interface GpadlDescriptor {
@@ -181,7 +181,8 @@ export class PagedView {
       const inPage = abs & (PAGE_SIZE - 1);
       const n = Math.min(PAGE_SIZE - inPage, length - done);
       const g = (this.pfns[abs >>> PAGE_SHIFT] ?? 0) * PAGE_SIZE + inPage;
-      this.memory.u8.fill(value, g, g + n);
+      if (value === 0) zeroBytes(this.memory.u8, g, g + n);
+      else this.memory.u8.fill(value, g, g + n);
       done += n;
       abs += n;
     }

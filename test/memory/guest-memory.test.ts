@@ -10,6 +10,7 @@ import {
   PAGE_SIZE,
   PagedView,
   VmbusSimError,
+  zeroBytes,
 } from "../../core/index.js";
 
 describe("GuestMemory", () => {
@@ -25,6 +26,30 @@ describe("GuestMemory", () => {
     expect(() => m.read(64 * PAGE_SIZE - 2, 4)).toThrow(GuestMemoryError);
     expect(() => m.write(-1, new Uint8Array(1))).toThrow(/gpa=-1/);
     expect(() => new GuestMemory({ bytes: 1000 })).toThrow(InvalidArgumentError);
+  });
+
+  it("zeroBytes clears exactly [from, to), short or long, page-aligned or not", () => {
+    const m = new GuestMemory({ bytes: 8 * PAGE_SIZE });
+    for (const [from, to] of [[10, 11], [100, 355], [4000, 4100], [1, 3 * PAGE_SIZE + 17], [PAGE_SIZE, 3 * PAGE_SIZE], [7, 7]] as const) {
+      m.u8.fill(0xa5);
+      zeroBytes(m.u8, from, to);
+      expect(m.u8.subarray(from, to).every((b) => b === 0)).toBe(true);
+      expect(m.u8[from - 1]).toBe(0xa5);
+      expect(m.u8[to]).toBe(0xa5);
+      expect(m.u8.subarray(0, from).every((b) => b === 0xa5) && m.u8.subarray(to).every((b) => b === 0xa5)).toBe(true);
+    }
+    // fill(…, 0) of guest memory and of a paged view take the same path.
+    m.u8.fill(0xa5);
+    m.fill(PAGE_SIZE + 5, 2 * PAGE_SIZE);
+    expect(m.u8.subarray(PAGE_SIZE + 5, 3 * PAGE_SIZE + 5).every((b) => b === 0)).toBe(true);
+    expect(m.u8[3 * PAGE_SIZE + 5]).toBe(0xa5);
+    const v = new PagedView(m, "test", { byteOffset: 100, byteCount: 5000, pfns: [6, 2] });
+    m.u8.fill(0xa5);
+    v.fill(0, 5000);
+    expect(m.u8.subarray(6 * PAGE_SIZE + 100, 7 * PAGE_SIZE).every((b) => b === 0)).toBe(true);
+    expect(m.u8.subarray(2 * PAGE_SIZE, 2 * PAGE_SIZE + 1004).every((b) => b === 0)).toBe(true);
+    expect(m.u8[2 * PAGE_SIZE + 1004]).toBe(0xa5);
+    expect(m.u8[6 * PAGE_SIZE + 99]).toBe(0xa5);
   });
 
   it("allocates contiguous and scattered pages, zeroed, and frees them", () => {
