@@ -82,6 +82,32 @@ describe("storvsc ↔ storvsp", () => {
     expect(Object.values(host.counters.errors as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(0);
   });
 
+  it("read results are independent arrays, also where small ones share a slab", async () => {
+    const { sys, vm, drv } = await boot({ disks: [{ kind: "memory", sizeBytes: 8 * MiB }] }, 1);
+    const d = drv.disks[0]!;
+    const vcpu = vm.partition.vcpus[0]!;
+    // 40 distinct 4 KiB blocks (more than one 64 KiB slab of results), then one 32 KiB read (its own buffer).
+    const pattern = (i: number) => new Uint8Array(4096).fill(i + 1);
+    for (let i = 0; i < 40; i++) await sys.run(vcpu.issue(() => d.write(i * 8, pattern(i))));
+    const reads: Uint8Array[] = [];
+    for (let i = 0; i < 40; i++) reads.push(await sys.run(vcpu.issue(() => d.read(i * 8, 8))));
+    const big = await sys.run(vcpu.issue(() => d.read(0, 64)));
+    for (let i = 0; i < 40; i++) {
+      expect(reads[i]!.length).toBe(4096);
+      expect(reads[i]!.every((b) => b === i + 1)).toBe(true);
+    }
+    // Small results share slabs but never overlap: scribbling one leaves every other intact.
+    expect(reads[0]!.buffer).toBe(reads[1]!.buffer);
+    expect(reads[0]!.buffer.byteLength).toBe(64 * 1024);
+    expect(reads[16]!.buffer).not.toBe(reads[15]!.buffer);
+    reads[3]!.fill(0xee);
+    for (let i = 0; i < 40; i++) if (i !== 3) expect(reads[i]!.every((b) => b === i + 1)).toBe(true);
+    expect(big.byteOffset).toBe(0);
+    expect(big.buffer.byteLength).toBe(32 * 1024);
+    for (let i = 0; i < 8; i++) expect(big.subarray(i * 4096, (i + 1) * 4096).every((b) => b === i + 1)).toBe(true);
+    await sys.dispose();
+  });
+
   it("the file backend: data written through the guest is byte-identical in the image file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "vmbus-sim-"));
     dirs.push(dir);
