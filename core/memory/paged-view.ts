@@ -62,8 +62,10 @@ export class PagedView {
         `byte_count needs ${pagesNeeded} page(s) but only ${range.pfns.length} PFN(s) are listed`,
       );
     }
-    this.pfns = Uint32Array.from(range.pfns.slice(0, Math.max(pagesNeeded, 0)));
-    for (let i = 0; i < this.pfns.length; i++) {
+    // Checked and copied in one pass, each entry read once (no slice, no
+    // Uint32Array.from: this runs for every data packet of every VSP).
+    const pfns = new Uint32Array(Math.max(pagesNeeded, 0));
+    for (let i = 0; i < pfns.length; i++) {
       const pfn = range.pfns[i] ?? -1;
       if (!Number.isInteger(pfn) || pfn < 0 || pfn >= memory.pageCount) {
         throw new GpadlAccessError(
@@ -74,7 +76,9 @@ export class PagedView {
           `lists PFN ${pfn} (entry ${i}) outside guest memory of ${memory.pageCount} pages`,
         );
       }
+      pfns[i] = pfn;
     }
+    this.pfns = pfns;
     this.byteOffset = byteOffset;
     this.length = byteCount;
     let flat = true;
