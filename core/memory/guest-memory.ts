@@ -56,6 +56,11 @@ export function zeroBytes(u8: Uint8Array, from: number, to: number): void {
   }
 }
 
+/** Page states of `GuestMemory.used`. */
+const CLEAN = 0;
+const IN_USE = 1;
+const DIRTY = 2;
+
 /** Freed pages remembered for reuse (see `GuestMemory.hot`). */
 const HOT_PAGES = 1024;
 
@@ -67,7 +72,16 @@ export class GuestMemory {
   readonly size: number;
   readonly pageCount: number;
 
-  /** 1 = page in use. */
+  /**
+   * Per page: IN_USE, or free — CLEAN (never handed out, so still the zeros
+   * the SharedArrayBuffer started with) or DIRTY (freed; zeroed when handed
+   * out again). Not zeroing clean pages keeps the host OS from mapping, and
+   * the allocator from writing, memory nobody has used yet: a 16 MiB
+   * receive buffer costs only the pages frames land in, and a VM boots
+   * without touching all of its buffers. The rule this rests on: nothing
+   * writes to a page it was not given (no driver may; the host reaches only
+   * GPADL and GPA-range pages, which the guest allocated).
+   */
   private readonly used: Uint8Array;
   private freeCount: number;
   /** Next-fit cursor: allocations start searching where the last one ended. */
@@ -105,8 +119,8 @@ export class GuestMemory {
       throw new InvalidArgumentError("reservedLowPages", reserved, `must be in [0, ${this.pageCount})`);
     }
     this.reserved = reserved;
-    this.used = new Uint8Array(this.pageCount);
-    this.used.fill(1, 0, reserved);
+    this.used = new Uint8Array(this.pageCount).fill(CLEAN);
+    this.used.fill(IN_USE, 0, reserved);
     this.freeCount = this.pageCount - reserved;
     this.cursor = reserved;
   }
@@ -136,12 +150,11 @@ export class GuestMemory {
       const end = pass === 0 ? n : Math.min(this.cursor + count, n);
       while (start + count <= end) {
         let run = 0;
-        while (run < count && this.used[start + run] === 0) run++;
+        while (run < count && this.used[start + run] !== IN_USE) run++;
         if (run === count) {
-          this.used.fill(1, start, start + count);
+          for (let p = start; p < start + count; p++) this.take(p);
           this.freeCount -= count;
           this.cursor = start + count;
-          zeroBytes(this.u8, start * PAGE_SIZE, (start + count) * PAGE_SIZE);
           return start;
         }
         start += run + 1;
@@ -161,17 +174,15 @@ export class GuestMemory {
     const pfns: number[] = [];
     while (pfns.length < count && this.hotCount > 0) {
       const h = this.hot[--this.hotCount] as number;
-      if (this.used[h] !== 0) continue;
-      this.used[h] = 1;
-      zeroBytes(this.u8, h * PAGE_SIZE, (h + 1) * PAGE_SIZE);
+      if (this.used[h] === IN_USE) continue;
+      this.take(h);
       pfns.push(h);
     }
     let p = this.cursor;
     while (pfns.length < count) {
       if (p >= this.pageCount) p = 0;
-      if (this.used[p] === 0) {
-        this.used[p] = 1;
-        zeroBytes(this.u8, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+      if (this.used[p] !== IN_USE) {
+        this.take(p);
         pfns.push(p);
       }
       p++;
@@ -196,14 +207,20 @@ export class GuestMemory {
       throw new InvalidArgumentError("pfn", pfn, `must be in [0, ${this.pageCount})`);
     }
     if (pfn < this.reserved) throw new InvalidArgumentError("pfn", pfn, `is one of the ${this.reserved} reserved low page(s) and was never allocated`);
-    if (this.used[pfn] !== 1) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
-    this.used[pfn] = 0;
+    if (this.used[pfn] !== IN_USE) throw new InvalidArgumentError("pfn", pfn, "is not allocated (double free?)");
+    this.used[pfn] = DIRTY;
     this.freeCount++;
     if (this.hotCount < HOT_PAGES) this.hot[this.hotCount++] = pfn;
   }
 
   isAllocated(pfn: number): boolean {
-    return this.used[pfn] === 1;
+    return this.used[pfn] === IN_USE;
+  }
+
+  /** Marks free page `pfn` in use, zeroing it if it was used before. */
+  private take(pfn: number): void {
+    if (this.used[pfn] === DIRTY) zeroBytes(this.u8, pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+    this.used[pfn] = IN_USE;
   }
 
   /** A live (not copied) view of [gpa, gpa+length). */

@@ -28,6 +28,30 @@ describe("GuestMemory", () => {
     expect(() => new GuestMemory({ bytes: 1000 })).toThrow(InvalidArgumentError);
   });
 
+  it("zeroes a page when it is handed out again, and leaves never-used pages as they are", () => {
+    const m = new GuestMemory({ bytes: 8 * PAGE_SIZE });
+    const all = m.allocContiguous(7);
+    m.fill(all * PAGE_SIZE, 7 * PAGE_SIZE, 0x77);
+    m.free(all, 7);
+    // Freed (dirty) pages come back zeroed, whichever allocator takes them.
+    const c = m.allocContiguous(3);
+    expect(c).toBe(1);
+    expect(m.read(c * PAGE_SIZE, 3 * PAGE_SIZE).every((b) => b === 0)).toBe(true);
+    const s = m.allocScattered(2);
+    expect(s).toEqual([7, 6]);
+    for (const p of s) expect(m.read(p * PAGE_SIZE, PAGE_SIZE).every((b) => b === 0)).toBe(true);
+    expect(m.u8[4 * PAGE_SIZE]).toBe(0x77); // still free: not touched until handed out
+
+    // A page nobody was given is not written by the allocator: it is still
+    // the zeros memory started with — unless something broke the rule and
+    // wrote to memory it did not allocate, which the allocator does not repair.
+    const fresh = new GuestMemory({ bytes: 8 * PAGE_SIZE });
+    fresh.u8[5 * PAGE_SIZE] = 0x99;
+    expect(fresh.allocContiguous(7)).toBe(1);
+    expect(fresh.u8[5 * PAGE_SIZE]).toBe(0x99);
+    expect(fresh.read(PAGE_SIZE, 4 * PAGE_SIZE).every((b) => b === 0)).toBe(true);
+  });
+
   it("zeroBytes clears exactly [from, to), short or long, page-aligned or not", () => {
     const m = new GuestMemory({ bytes: 8 * PAGE_SIZE });
     for (const [from, to] of [[10, 11], [100, 355], [4000, 4100], [1, 3 * PAGE_SIZE + 17], [PAGE_SIZE, 3 * PAGE_SIZE], [7, 7]] as const) {
