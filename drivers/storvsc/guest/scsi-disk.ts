@@ -299,7 +299,7 @@ export class ScsiDisk {
     if (count * bs > MAX_READ_BYTES) {
       throw new InvalidArgumentError(`${this.name} read count × block size`, count * bs, `must be at most ${MAX_READ_BYTES} bytes per call`);
     }
-    const out = new Uint8Array(count * bs);
+    const out = this.results.take(count * bs);
     await Promise.all(
       this.chunks(first, count).map(async ({ lba: at, blocks, index }) => {
         const length = blocks * bs;
