@@ -14,25 +14,37 @@
  * and would schedule its follow-up work at the wrong time.
  *
  * So every `run*` method is async and, after each event, *drains* the
- * microtask queue without ever yielding to the macrotask queue (no
- * no timers, no I/O): it awaits an already-resolved promise in
- * a loop. Each such await lets exactly one "generation" of pending microtasks
- * run before the loop resumes. The loop stops after `microtaskQuietTicks`
- * consecutive turns in which nothing touched the scheduler (no event was
- * scheduled, armed or cancelled, no error reported, no awaited promise
- * settled). Any scheduler activity resets the count, so a continuation chain
- * of arbitrary length is followed as long as it keeps interacting with the
- * simulation at least once every `microtaskQuietTicks` turns.
+ * microtask queue before the next event, without ever yielding to the
+ * macrotask queue (no timers, no I/O). There are two ways to know when the
+ * queue is empty (`SchedulerOptions.microtaskDrain`):
  *
- * Determinism does not depend on the drain being "complete": JavaScript runs
- * microtasks in FIFO order, so a chain that outlasts the quiet window still
- * continues at the same point of the same run on every execution — only the
- * virtual time it observes could be later than intended. Raise
- * `microtaskQuietTicks` if a scenario has very long pure-compute await chains.
+ * - **"next-tick"** (the default under Node): from inside a microtask the
+ *   drain asks for a `process.nextTick` callback. Node runs such callbacks
+ *   only once V8's microtask queue is empty — `processTicksAndRejections`
+ *   runs the tick queue, then all microtasks, and loops while ticks were
+ *   queued meanwhile — so the callback marks the exact end of every
+ *   continuation chain, however long, for the price of one tick. (The first
+ *   hop into a microtask matters: a tick queued from plain synchronous code
+ *   runs *before* pending microtasks.)
+ * - **"quiet-window"** (where there is no `process.nextTick`): the drain
+ *   awaits an already-resolved promise in a loop. Each turn lets exactly one
+ *   "generation" of pending microtasks run. The loop stops after
+ *   `microtaskQuietTicks` consecutive turns in which nothing touched the
+ *   scheduler (no event was scheduled, armed or cancelled, no error
+ *   reported, no awaited promise settled). Any scheduler activity resets the
+ *   count, so a chain of any length is followed as long as it interacts
+ *   with the simulation at least once every `microtaskQuietTicks` turns; a
+ *   longer pure-compute stretch still continues at the same point of the
+ *   same run on every execution (microtasks run in FIFO order), only later
+ *   in virtual time than intended. Before concluding that nothing is left
+ *   to do (idle, `runUntil` reaching its time, deadlock), this mode spends
+ *   up to `idleMicrotaskTicks` more turns looking for late work. It costs
+ *   `microtaskQuietTicks` turns (about 1 µs) per event, where "next-tick"
+ *   costs one.
  *
- * Before concluding that nothing is left to do (idle, `runUntil` reaching
- * its time, deadlock), the scheduler spends up to `idleMicrotaskTicks` more
- * turns looking for late work, so a slow chain is not mistaken for a deadlock.
+ * Either way the order of everything is fixed by the program, so the same
+ * seed gives the same run. A chain that waits on a real macrotask (a timer,
+ * file I/O with a callback) is not part of the drain in either mode.
  *
  * ## Errors in events
  *
@@ -50,6 +62,15 @@ import { SimDeadlineError, SimDeadlockError, SimEventError, SimReentrancyError }
 import { EventQueue, SimEventNode } from "./event-queue.js";
 import { isThenable } from "./settle.js";
 
+/** See `SchedulerOptions.microtaskDrain`. */
+export type MicrotaskDrain = "next-tick" | "quiet-window";
+
+/** Node's `process.nextTick`, where there is one. */
+const NEXT_TICK: ((fn: () => void) => void) | undefined = (() => {
+  const p = (globalThis as { process?: { nextTick?: unknown } }).process;
+  return typeof p?.nextTick === "function" ? (p.nextTick as (fn: () => void) => void).bind(p) : undefined;
+})();
+
 /** Anything that can tell the virtual time. */
 export interface Clock {
   /** Virtual time in nanoseconds. */
@@ -59,9 +80,15 @@ export interface Clock {
 export interface SchedulerOptions {
   /** Receives `schedulerError` events. */
   readonly tracer?: Tracer;
-  /** Consecutive quiet microtask turns that end the drain after an event. Default 32. */
+  /**
+   * How the scheduler knows that the continuations of an event have all
+   * run (see the file comment). Default "next-tick" where `process.nextTick`
+   * exists, else "quiet-window".
+   */
+  readonly microtaskDrain?: MicrotaskDrain;
+  /** "quiet-window" only: consecutive quiet microtask turns that end the drain after an event. Default 32. */
   readonly microtaskQuietTicks?: number;
-  /** Extra microtask turns spent looking for late work before declaring idle or deadlock. Default 1000. */
+  /** "quiet-window" only: extra microtask turns spent looking for late work before declaring idle or deadlock. Default 1000. */
   readonly idleMicrotaskTicks?: number;
 }
 
@@ -198,12 +225,27 @@ export class Scheduler implements Clock {
   private readonly tracer: Tracer | undefined;
   private readonly quietTicks: number;
   private readonly idleTicks: number;
+  /** Set in "next-tick" mode. */
+  private readonly nextTick: ((fn: () => void) => void) | undefined;
   private gate: SchedulerGate | undefined;
 
   constructor(options: SchedulerOptions = {}) {
     this.tracer = options.tracer;
     this.quietTicks = positiveInt("microtaskQuietTicks", options.microtaskQuietTicks ?? 32);
     this.idleTicks = positiveInt("idleMicrotaskTicks", options.idleMicrotaskTicks ?? 1000);
+    const mode = options.microtaskDrain ?? (NEXT_TICK !== undefined ? "next-tick" : "quiet-window");
+    if (mode !== "next-tick" && mode !== "quiet-window") {
+      throw new InvalidArgumentError("microtaskDrain", mode, 'must be "next-tick" or "quiet-window"');
+    }
+    if (mode === "next-tick" && NEXT_TICK === undefined) {
+      throw new InvalidArgumentError("microtaskDrain", mode, "needs process.nextTick, which this runtime does not have");
+    }
+    this.nextTick = mode === "next-tick" ? NEXT_TICK : undefined;
+  }
+
+  /** How this scheduler drains continuations after an event (see the file comment). */
+  get microtaskDrain(): MicrotaskDrain {
+    return this.nextTick !== undefined ? "next-tick" : "quiet-window";
   }
 
   get now(): number {
@@ -443,18 +485,22 @@ export class Scheduler implements Clock {
   }
 
   /**
-   * The drain after one event (see the file comment). It is a chain of
-   * `.then` callbacks on an already-resolved promise rather than an async
-   * loop of `await`s: one turn then costs one reaction job instead of an
-   * await's suspend and resume, which halves the price of the quiet window
-   * that every event pays. Each turn is still exactly one microtask
-   * generation, so the rule (and what continuations observe) is unchanged.
+   * The drain after one event (see the file comment).
+   *
+   * "quiet-window": a chain of `.then` callbacks on an already-resolved
+   * promise rather than an async loop of `await`s — one turn then costs one
+   * reaction job instead of an await's suspend and resume. Each turn is
+   * still exactly one microtask generation.
    */
   private drain(): Promise<void> {
     return new Promise<void>((resolve) => {
+      this.drainDone = resolve;
+      if (this.nextTick !== undefined) {
+        RESOLVED.then(this.drainHop);
+        return;
+      }
       this.drainSeen = this.activity;
       this.drainQuiet = 0;
-      this.drainDone = resolve;
       RESOLVED.then(this.drainTick);
     });
   }
@@ -467,15 +513,27 @@ export class Scheduler implements Clock {
       this.drainSeen = this.activity;
       this.drainQuiet = 0;
     } else if (++this.drainQuiet >= this.quietTicks) {
-      const done = this.drainDone as () => void;
-      this.drainDone = null;
-      done();
+      this.drainEnd();
       return;
     }
     RESOLVED.then(this.drainTick);
   };
+  /** "next-tick": runs as a microtask, so the tick it asks for runs once the microtask queue is empty. */
+  private readonly drainHop = (): void => {
+    (this.nextTick as (fn: () => void) => void)(this.drainEnd);
+  };
+  private readonly drainEnd = (): void => {
+    const done = this.drainDone as () => void;
+    this.drainDone = null;
+    done();
+  };
 
   private async idleDrain(untilNs: number, settled: (() => boolean) | undefined): Promise<void> {
+    if (this.nextTick !== undefined) {
+      // The drain was exact: one more finds whatever the checks since then started.
+      await this.drain();
+      return;
+    }
     for (let i = 0; i < this.idleTicks; i++) {
       if (this.errors.length > 0 || this.hasEventBy(untilNs) || (settled !== undefined && settled())) return;
       await RESOLVED;

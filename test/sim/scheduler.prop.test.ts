@@ -3,12 +3,12 @@ import { describe, expect, it } from "vitest";
 import { Scheduler, type EventHandle } from "../../core/sim/index.js";
 
 describe("Scheduler (properties)", () => {
-  it("runs exactly the non-cancelled events, in (time, insertion) order, whatever the interleaving", async () => {
+  it.each(["next-tick", "quiet-window"] as const)("runs exactly the non-cancelled events, in (time, insertion) order, whatever the interleaving (%s drain)", async (microtaskDrain) => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.record({ delay: fc.integer({ min: 0, max: 20 }), cancel: fc.boolean() }), { maxLength: 200 }),
         async (ops) => {
-          const s = new Scheduler({ microtaskQuietTicks: 1, idleMicrotaskTicks: 1 });
+          const s = new Scheduler({ microtaskDrain, microtaskQuietTicks: 1, idleMicrotaskTicks: 1 });
           const ran: number[] = [];
           const handles: EventHandle[] = ops.map((op, i) => s.schedule(op.delay, () => void ran.push(i)));
           ops.forEach((op, i) => {

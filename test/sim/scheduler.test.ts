@@ -145,21 +145,36 @@ describe("Scheduler run modes", () => {
     return log;
   }
 
-  it("lets continuations run before the next event (await chains within the quiet window)", async () => {
-    // deep(10) is ~21 microtask turns without touching the scheduler: inside the default 32.
-    expect(await continuationScenario(new Scheduler(), 10)).toEqual(["continuation@10", "other@12", "follow-up@15"]);
+  it("by default (next-tick drain) lets a continuation of any length run before the next event", async () => {
+    const s = new Scheduler();
+    expect(s.microtaskDrain).toBe("next-tick");
+    // deep(5000) is ~10 000 microtask turns that never touch the scheduler.
+    expect(await continuationScenario(s, 5000)).toEqual(["continuation@10", "other@12", "follow-up@15"]);
   });
 
-  it("follows longer pure await chains when microtaskQuietTicks is raised", async () => {
-    // deep(40) is ~81 turns: beyond the default window (the continuation would see t=12,
-    // deterministically), inside a window of 128.
-    expect(await continuationScenario(new Scheduler({ microtaskQuietTicks: 128 }), 40)).toEqual([
+  it("quiet-window drain: follows await chains within the window", async () => {
+    // deep(10) is ~21 microtask turns without touching the scheduler: inside the default 32.
+    const s = new Scheduler({ microtaskDrain: "quiet-window" });
+    expect(s.microtaskDrain).toBe("quiet-window");
+    expect(await continuationScenario(s, 10)).toEqual(["continuation@10", "other@12", "follow-up@15"]);
+  });
+
+  it("quiet-window drain: longer pure await chains need a larger microtaskQuietTicks, and are deterministic either way", async () => {
+    // deep(40) is ~81 turns: beyond the default window, inside a window of 128.
+    expect(await continuationScenario(new Scheduler({ microtaskDrain: "quiet-window", microtaskQuietTicks: 128 }), 40)).toEqual([
       "continuation@10",
       "other@12",
       "follow-up@15",
     ]);
-    const late = await continuationScenario(new Scheduler(), 40);
-    expect(late).toEqual(await continuationScenario(new Scheduler(), 40));
+    // Beyond the window the continuation runs after the t=12 event — the same way every time.
+    const late = await continuationScenario(new Scheduler({ microtaskDrain: "quiet-window" }), 40);
+    expect(late).toEqual(["other@12", "continuation@12", "follow-up@17"]);
+    expect(late).toEqual(await continuationScenario(new Scheduler({ microtaskDrain: "quiet-window" }), 40));
+  });
+
+  it("rejects an unknown microtaskDrain, naming it", () => {
+    expect(() => new Scheduler({ microtaskDrain: "sometimes" as never })).toThrow(InvalidArgumentError);
+    expect(() => new Scheduler({ microtaskDrain: "sometimes" as never })).toThrow(/microtaskDrain.*sometimes/);
   });
 
   it("returns the rejection of the awaited promise", async () => {
