@@ -14,7 +14,7 @@
  * is doing), not the frame path. The simulated figures of every rep must be
  * the same (the run is deterministic); the bench fails if they are not.
  *
- * Usage: npm run bench:net [-- --frames N] [-- --reps N] [-- --json]
+ * Usage: npm run bench:net [-- --frames N] [-- --reps N] [-- --warmup N] [-- --json]
  */
 import { VmbusSystem } from "../core/index.js";
 import { NetvscDriver, buildUdpFrame, networkPlugin } from "../drivers/netvsc/index.js";
@@ -24,12 +24,14 @@ import { fmtFixed, fmtRate, table } from "./harness.js";
 interface Options {
   readonly frames: number;
   readonly reps: number;
+  readonly warmup: number;
   readonly json: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Options {
   let frames = 20000;
   let reps = 5;
+  let warmup = 1;
   let json = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -42,12 +44,18 @@ function parseArgs(argv: readonly string[]): Options {
       const v = Number(argv[++i]);
       if (!Number.isInteger(v) || v < 1) throw new Error(`--reps ${argv[i]}: must be an integer ≥ 1`);
       reps = v;
+    } else if (a === "--warmup") {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 0) throw new Error(`--warmup ${argv[i]}: must be an integer ≥ 0`);
+      warmup = v;
     } else if (a === "--help" || a === "-h") {
       console.log(`npm run bench:net [-- options]
 
   --frames N   frames per case (default 20000)
-  --reps N     runs per case, each in a fresh system; wall-clock figures are
-               the median run (default 5; 1 = a single, cold run)
+  --reps N     timed runs per case, each in a fresh system; wall-clock figures
+               are the median run (default 5)
+  --warmup N   untimed runs per case first, also in fresh systems (default 1;
+               0 with --reps 1 = a single, cold run)
   --json       print one JSON object (figures + ratios) instead of the table
   --help       this text
 
@@ -62,7 +70,7 @@ floor / ceiling is the most any simulator can reach on this machine.`);
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
-  return { frames, reps, json };
+  return { frames, reps, warmup, json };
 }
 
 interface NetResult {
@@ -127,11 +135,13 @@ async function netCase(frameBytes: number, queues: number, count: number): Promi
 }
 
 /** `netCase` `reps` times: the median wall-clock rate; the simulated figures must agree. */
-async function medianCase(frameBytes: number, queues: number, count: number, reps: number): Promise<NetResult> {
+async function medianCase(frameBytes: number, queues: number, count: number, reps: number, warmup: number): Promise<NetResult> {
   const runs: NetResult[] = [];
+  const warm: NetResult[] = [];
+  for (let i = 0; i < warmup; i++) warm.push(await netCase(frameBytes, queues, count));
   for (let i = 0; i < reps; i++) runs.push(await netCase(frameBytes, queues, count));
   const first = runs[0] as NetResult;
-  for (const r of runs) {
+  for (const r of [...warm, ...runs]) {
     if (r.delivered !== first.delivered || r.simGbitPerSec !== first.simGbitPerSec || r.queues !== first.queues) {
       throw new Error(`${frameBytes}-byte frames, ${queues} queue(s): the simulated figures differ between reps (${JSON.stringify(first)} vs ${JSON.stringify(r)})`);
     }
@@ -142,7 +152,7 @@ async function medianCase(frameBytes: number, queues: number, count: number, rep
 
 const opts = parseArgs(process.argv.slice(2));
 const results: NetResult[] = [];
-for (const size of [64, 1514]) for (const q of [1, 4]) results.push(await medianCase(size, q, opts.frames, opts.reps));
+for (const size of [64, 1514]) for (const q of [1, 4]) results.push(await medianCase(size, q, opts.frames, opts.reps, opts.warmup));
 const bounds64 = await netCeilingAndFloor(64, 0.08);
 const bounds1514 = await netCeilingAndFloor(1514, 0.08);
 const ceiling64 = bounds64.ceiling;
@@ -158,7 +168,7 @@ if (opts.json) {
     vsRingCeiling: { 64: bounds64.floor / ceiling64, 1514: bounds1514.floor / ceiling1514 },
     simulatorVsFloor: { 64: one(64).framesPerWallSec / bounds64.floor, 1514: one(1514).framesPerWallSec / bounds1514.floor },
   };
-  console.log(JSON.stringify({ frames: opts.frames, reps: opts.reps, ringPacketsPerSec: { 64: ceiling64, 1514: ceiling1514 }, floor, cases: results, ratios }, null, 2));
+  console.log(JSON.stringify({ frames: opts.frames, reps: opts.reps, warmup: opts.warmup, ringPacketsPerSec: { 64: ceiling64, 1514: ceiling1514 }, floor, cases: results, ratios }, null, 2));
 } else {
   console.log(
     table(
@@ -175,7 +185,7 @@ if (opts.json) {
       "rrrrrrr",
     ),
   );
-  console.log(`\nwall-clock columns: median of ${opts.reps} run(s) per case, ${opts.frames} frames each`);
+  console.log(`\nwall-clock columns: median of ${opts.reps} run(s) per case after ${opts.warmup} untimed, ${opts.frames} frames each`);
   console.log(`bare ring: ${fmtRate(ceiling64)} packets/s of 64 B, ${fmtRate(ceiling1514)} of 1514 B`);
   for (const [size, b] of [[64, bounds64], [1514, bounds1514]] as const) {
     console.log(

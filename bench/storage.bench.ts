@@ -22,7 +22,7 @@
  * The simulated figures of every rep must be identical (the run is
  * deterministic); the bench fails if they are not.
  *
- * Usage: npm run bench:storage [-- --ios N] [-- --reps N] [-- --json]
+ * Usage: npm run bench:storage [-- --ios N] [-- --reps N] [-- --warmup N] [-- --json]
  */
 import { VmbusSystem } from "../core/index.js";
 import { StorvscDriver, storagePlugin } from "../drivers/storvsc/index.js";
@@ -32,6 +32,7 @@ import { fmtFixed, fmtRate, median, table } from "./harness.js";
 interface Options {
   readonly ios: number;
   readonly reps: number;
+  readonly warmup: number;
   readonly json: boolean;
   readonly ringSeconds: number;
 }
@@ -39,6 +40,7 @@ interface Options {
 function parseArgs(argv: readonly string[]): Options {
   let ios = 20000;
   let reps = 5;
+  let warmup = 1;
   let json = false;
   let ringSeconds = 0.4;
   for (let i = 0; i < argv.length; i++) {
@@ -52,6 +54,10 @@ function parseArgs(argv: readonly string[]): Options {
       const v = Number(argv[++i]);
       if (!Number.isInteger(v) || v < 1) throw new Error(`--reps ${argv[i]}: must be an integer ≥ 1`);
       reps = v;
+    } else if (a === "--warmup") {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 0) throw new Error(`--warmup ${argv[i]}: must be an integer ≥ 0`);
+      warmup = v;
     } else if (a === "--ring-seconds") {
       const v = Number(argv[++i]);
       if (!(v > 0)) throw new Error(`--ring-seconds ${argv[i]}: must be a positive number`);
@@ -60,8 +66,10 @@ function parseArgs(argv: readonly string[]): Options {
       console.log(`npm run bench:storage [-- options]
 
   --ios N            I/Os per case (default 20000)
-  --reps N           runs per case, each in a fresh system; wall-clock figures
-                     are the median run (default 5; 1 = a single, cold run)
+  --reps N           timed runs per case, each in a fresh system; wall-clock
+                     figures are the median run (default 5)
+  --warmup N         untimed runs per case first, also in fresh systems
+                     (default 1; 0 with --reps 1 = a single, cold run)
   --ring-seconds S   how long to time the bare ring round trip, and again the
                      floor (default 0.4 each, in 5 reps after a warm-up)
   --json             print one JSON object (figures + ratios) instead of the table
@@ -77,7 +85,7 @@ is the most any simulator can reach on this machine.`);
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
-  return { ios, reps, json, ringSeconds };
+  return { ios, reps, warmup, json, ringSeconds };
 }
 
 interface CaseResult {
@@ -153,12 +161,14 @@ async function storageCase(op: "randread" | "randwrite", qd: number, channels: n
 }
 
 /** `storageCase` `reps` times: the median wall-clock rate; the simulated figures must agree. */
-async function medianCase(op: "randread" | "randwrite", qd: number, channels: number, ios: number, reps: number): Promise<CaseResult> {
+async function medianCase(op: "randread" | "randwrite", qd: number, channels: number, ios: number, reps: number, warmup: number): Promise<CaseResult> {
   const runs: CaseResult[] = [];
+  const warm: CaseResult[] = [];
+  for (let i = 0; i < warmup; i++) warm.push(await storageCase(op, qd, channels, ios));
   for (let i = 0; i < reps; i++) runs.push(await storageCase(op, qd, channels, ios));
   const first = runs[0] as CaseResult;
   const sim = (r: CaseResult) => JSON.stringify([r.simIops, r.p50us, r.p99us, r.p999us]);
-  for (const r of runs) {
+  for (const r of [...warm, ...runs]) {
     if (sim(r) !== sim(first)) {
       throw new Error(`${op} qd ${qd}, ${channels} channel(s): the simulated figures differ between reps (${sim(first)} vs ${sim(r)})`);
     }
@@ -170,8 +180,8 @@ const opts = parseArgs(process.argv.slice(2));
 const results: CaseResult[] = [];
 const CASES = (["randread", "randwrite"] as const).flatMap((op) => [1, 4].flatMap((channels) => [1, 32].map((qd) => ({ op, channels, qd }))));
 for (const [i, c] of CASES.entries()) {
-  if (process.stderr.isTTY) process.stderr.write(`\rbench:storage: case ${i + 1}/${CASES.length} (${c.op} qd ${c.qd}, ${c.channels} ch) × ${opts.reps}   `);
-  results.push(await medianCase(c.op, c.qd, c.channels, opts.ios, opts.reps));
+  if (process.stderr.isTTY) process.stderr.write(`\rbench:storage: case ${i + 1}/${CASES.length} (${c.op} qd ${c.qd}, ${c.channels} ch) × ${opts.warmup} + ${opts.reps}   `);
+  results.push(await medianCase(c.op, c.qd, c.channels, opts.ios, opts.reps, opts.warmup));
 }
 if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
 const { ceiling, floor } = await storageCeilingAndFloor(opts.ringSeconds / 5);
@@ -186,7 +196,7 @@ if (opts.json) {
     vsRingCeiling: floor / ceiling,
     simulatorVsFloor: { qd1: find("randread", 1, 1).wallIosPerSec / floor, qd32: find("randread", 32, 1).wallIosPerSec / floor },
   };
-  console.log(JSON.stringify({ ios: opts.ios, reps: opts.reps, ringRoundTripsPerSec: ceiling, floor: floorFigures, cases: results, ratios }, null, 2));
+  console.log(JSON.stringify({ ios: opts.ios, reps: opts.reps, warmup: opts.warmup, ringRoundTripsPerSec: ceiling, floor: floorFigures, cases: results, ratios }, null, 2));
 } else {
   console.log(
     table(
@@ -205,7 +215,7 @@ if (opts.json) {
       "lrrrrrrrr",
     ),
   );
-  console.log(`\nwall-clock columns: median of ${opts.reps} run(s) per case, ${opts.ios} I/Os each`);
+  console.log(`\nwall-clock columns: median of ${opts.reps} run(s) per case after ${opts.warmup} untimed, ${opts.ios} I/Os each`);
   console.log(`bare ring round trip (request + completion): ${fmtRate(ceiling)} per wall-clock second`);
   console.log(
     `floor (that round trip + the DMA copy + the copy read() returns + one promise): ${fmtRate(floor)} per wall-clock second` +
