@@ -16,6 +16,9 @@
  * checked on both sides (no loss), then the link's doorbell and mailbox
  * counters and a clean shutdown.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { threadId } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
@@ -61,13 +64,17 @@ type ResponderReport = IpResponderCounters & { readonly switchPorts: readonly { 
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
-function boot(seed: number, udpEcho: boolean): ThreadedSystem {
+function boot(seed: number, udpEcho: boolean, pcap?: string): ThreadedSystem {
   const sys = new ThreadedSystem(
     {
       seed,
       plugins: [networkPlugin],
       hostPlugins,
-      hostSetup: { module: networkUrl.href, exportName: "networkResponderSetup", config: { switch: "lan", mac: RESPONDER_MAC, ip: RESPONDER_IP, udpEcho } },
+      hostSetup: {
+        module: networkUrl.href,
+        exportName: "networkResponderSetup",
+        config: { switch: "lan", mac: RESPONDER_MAC, ip: RESPONDER_IP, udpEcho, ...(pcap !== undefined ? { pcap } : {}) },
+      },
       workerUrl,
     },
     { name: "vm1", vcpus: 2, memoryBytes: 64 * MiB },
@@ -210,21 +217,23 @@ describe("threaded mode: netvsc in the main thread; netvsp, a switch and a respo
     expect(report.host.eventsRun).toBeGreaterThan(0);
   }, 90_000);
 
-  it("a responder that does not echo UDP: ICMP replies arrive, UDP ones do not, and the counts say so", async () => {
-    const sys = boot(22, false);
+  it("a responder that does not echo UDP: ICMP replies arrive, UDP ones do not, the counts say so, and the host thread's pcap holds every frame", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vmbus-sim-threads-"));
+    const path = join(dir, "captures", "lan.pcap"); // the directory does not exist yet
+    const sys = boot(22, false, path);
     await sys.start();
     const rx: Uint8Array[] = [];
     let report;
+    const addresses = { srcMac: GUEST_MAC, dstMac: RESPONDER_MAC, srcIp: GUEST_IP, dstIp: RESPONDER_IP };
+    const frames = [
+      buildUdpFrame({ ...addresses, srcPort: 5000, dstPort: 7, payload: new Uint8Array(0) }),
+      buildIcmpEchoFrame({ ...addresses, type: ICMP_ECHO, identifier: 1, sequence: 1, data: new Uint8Array(56) }),
+      buildUdpFrame({ ...addresses, srcPort: 5001, dstPort: 7, payload: new Uint8Array(MTU_PAYLOAD) }),
+    ];
     try {
       await sys.boot();
       const nic = sys.vm.drivers<NetvscDriver>("netvsc")[0]!;
       nic.onReceive((f) => rx.push(f.slice()));
-      const addresses = { srcMac: GUEST_MAC, dstMac: RESPONDER_MAC, srcIp: GUEST_IP, dstIp: RESPONDER_IP };
-      const frames = [
-        buildUdpFrame({ ...addresses, srcPort: 5000, dstPort: 7, payload: new Uint8Array(0) }),
-        buildIcmpEchoFrame({ ...addresses, type: ICMP_ECHO, identifier: 1, sequence: 1, data: new Uint8Array(56) }),
-        buildUdpFrame({ ...addresses, srcPort: 5001, dstPort: 7, payload: new Uint8Array(MTU_PAYLOAD) }),
-      ];
       await sys.run(Promise.all(frames.map((f) => nic.send(f))));
       await waitForFrames(sys, rx, 1);
       await sys.run(sys.sim.scheduler.sleep(5_000_000));
@@ -232,11 +241,32 @@ describe("threaded mode: netvsc in the main thread; netvsp, a switch and a respo
     } finally {
       report = await sys.shutdown();
     }
-    const r = report.host.setup as ResponderReport;
+    const r = report.host.setup as ResponderReport & { readonly pcap: { readonly path: string; readonly frames: number } };
     expect(r.framesReceived).toBe(3);
     expect(r.icmpEchoReplies).toBe(1);
     expect(r.udpEchoes).toBe(0);
     expect(r.ignored).toBe(2);
+
+    // The worker wrote the capture: libpcap, Ethernet, the three requests and the one reply, byte for byte.
+    expect(r.pcap).toEqual({ path, frames: 4 });
+    const bytes = new Uint8Array(readFileSync(path));
+    rmSync(dir, { recursive: true, force: true });
+    const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    expect(v.getUint32(0, true)).toBe(0xa1b2c3d4);
+    expect(v.getUint32(20, true)).toBe(1); // LINKTYPE_ETHERNET
+    const captured: Uint8Array[] = [];
+    let last = -1;
+    for (let at = 24; at < bytes.length; ) {
+      const t = v.getUint32(at, true) * 1e6 + v.getUint32(at + 4, true);
+      expect(t).toBeGreaterThanOrEqual(last);
+      last = t;
+      const incl = v.getUint32(at + 8, true);
+      expect(v.getUint32(at + 12, true)).toBe(incl);
+      captured.push(bytes.slice(at + 16, at + 16 + incl));
+      at += 16 + incl;
+    }
+    const sorted = (list: Uint8Array[]) => list.map(hex).sort();
+    expect(sorted(captured)).toEqual(sorted([...frames, ...rx]));
   }, 60_000);
 
   it("a bad hostSetup config fails start() with a typed error naming the field, and the worker is gone", async () => {

@@ -11,7 +11,8 @@
  * drives promise continuations itself, and async fs callbacks would land
  * outside it.
  */
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 
 export const PCAP_MAGIC = 0xa1b2c3d4;
 export const PCAP_VERSION_MAJOR = 2;
@@ -99,8 +100,9 @@ export class PcapCapture {
     return out;
   }
 
-  /** Writes the whole capture to `path` (replacing it). */
+  /** Writes the whole capture to `path` (replacing it), creating its directory if need be. */
   writeFile(path: string): void {
+    mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, this.bytes());
   }
 
@@ -108,6 +110,7 @@ export class PcapCapture {
   flush(): void {
     if (this.path === null) return;
     if (!this.headerWritten) {
+      mkdirSync(dirname(this.path), { recursive: true });
       writeFileSync(this.path, encodePcapGlobalHeader(this.snaplen));
       this.headerWritten = true;
     }

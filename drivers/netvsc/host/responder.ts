@@ -136,14 +136,20 @@ export class IpResponder {
 export interface NetworkResponderSetupConfig extends IpResponderOptions {
   /** Switch name in the host's `SwitchRegistry` (default "default", like netvsp). */
   readonly switch?: string;
+  /**
+   * Capture every frame the switch forwards to this pcap file, written by
+   * the host thread when it stops (timestamps: the host thread's virtual
+   * time). A relative path is taken from the process's working directory.
+   */
+  readonly pcap?: string;
 }
 
-const SETUP_KEYS = new Set(["switch", "mac", "ip", "udpEcho"]);
+const SETUP_KEYS = new Set(["switch", "mac", "ip", "udpEcho", "pcap"]);
 
 /** Validates `networkResponderSetup`'s config (it crossed a thread: untrusted shape). */
 export function validateResponderSetupConfig(input: unknown): NetworkResponderSetupConfig & { readonly switch: string } {
   if (input === null || typeof input !== "object" || Array.isArray(input)) {
-    throw new InvalidArgumentError("responder config", String(input), "must be an object {mac, ip, switch?, udpEcho?}");
+    throw new InvalidArgumentError("responder config", String(input), "must be an object {mac, ip, switch?, udpEcho?, pcap?}");
   }
   const o = input as Record<string, unknown>;
   for (const k of Object.keys(o)) if (!SETUP_KEYS.has(k)) throw new InvalidArgumentError("responder config key", k, `is not one of ${[...SETUP_KEYS].join(", ")}`);
@@ -155,7 +161,11 @@ export function validateResponderSetupConfig(input: unknown): NetworkResponderSe
   if (typeof ip !== "string") throw new InvalidArgumentError("responder config.ip", String(ip), "must be a dotted-quad IPv4 address");
   const udpEcho = o["udpEcho"] ?? true;
   if (typeof udpEcho !== "boolean") throw new InvalidArgumentError("responder config.udpEcho", String(udpEcho), "must be a boolean");
-  return { switch: sw, mac, ip, udpEcho };
+  const pcap = o["pcap"];
+  if (pcap !== undefined && (typeof pcap !== "string" || pcap.length === 0)) {
+    throw new InvalidArgumentError("responder config.pcap", String(pcap), "must be a non-empty file path");
+  }
+  return { switch: sw, mac, ip, udpEcho, ...(pcap !== undefined ? { pcap } : {}) };
 }
 
 /**
@@ -163,6 +173,9 @@ export function validateResponderSetupConfig(input: unknown): NetworkResponderSe
  * export name "networkResponderSetup"): attaches an `IpResponder` to the
  * named switch of the host thread (the network plugin must be among the
  * host plugins); its counters come back as `HostReportMessage.setup`.
+ * With `config.pcap` the switch captures every frame from the start, and
+ * the report, made when the host thread stops, writes the file and names
+ * it with its frame count (`pcap: {path, frames}`).
  */
 export function networkResponderSetup(ctx: HostSetupContext): HostSetupResult {
   const config = validateResponderSetupConfig(ctx.config);
@@ -170,9 +183,22 @@ export function networkResponderSetup(ctx: HostSetupContext): HostSetupResult {
     throw new InvalidArgumentError("hostPlugins", "networkPlugin", "must be loaded in the host thread for networkResponderSetup (no SwitchRegistry)");
   }
   const sw = ctx.root.resolve(NETWORK_SWITCHES).get(config.switch);
+  const capture = config.pcap !== undefined ? sw.startCapture() : null;
   const responder = new IpResponder(sw, config);
   return {
-    report: () => ({ ...responder.counters, switchPorts: sw.ports().map((p) => ({ name: p.name, ...p.stats, drops: { ...p.stats.drops } })) }),
+    report: () => {
+      let pcap: { path: string; frames: number } | undefined;
+      if (capture !== null && config.pcap !== undefined) {
+        sw.stopCapture();
+        capture.writeFile(config.pcap);
+        pcap = { path: config.pcap, frames: capture.count };
+      }
+      return {
+        ...responder.counters,
+        switchPorts: sw.ports().map((p) => ({ name: p.name, ...p.stats, drops: { ...p.stats.drops } })),
+        ...(pcap !== undefined ? { pcap } : {}),
+      };
+    },
     dispose: () => responder.detach(),
   };
 }
