@@ -25,6 +25,7 @@ import { InvalidArgumentError } from "../errors.js";
 import { DisposableStore } from "../driver/disposable.js";
 import { HOST_DEVICES, applyPlugins, resolveAllOrNone, type PluginManifest } from "../driver/plugin.js";
 import { HV_MESSAGE_PAYLOAD_BYTE_COUNT, HV_SYNIC_SINT_COUNT } from "../hv/constants.js";
+import type { FaultTotals, InjectedFault } from "../hv/faults.js";
 import { Hypervisor, type HostEventHandler, type HostMessageHandler, type SignalClassifier } from "../hv/hypervisor.js";
 import type { GuestPartition, SharedPartitionLayout } from "../hv/partition.js";
 import { GuestMemory } from "../memory/guest-memory.js";
@@ -38,6 +39,7 @@ import { HOST_VM, HOST_VMBUS_SERVER, SIMULATION } from "../system/tokens.js";
 import { InstanceGuidGenerator } from "../vmbus/guid.js";
 import { VmbusServer, type HostDevice } from "../vmbus/server.js";
 import { DoorbellGate } from "./gate.js";
+import { hostFaultReport, injectHostFaults, type HostFaultReport, type HostFaultSpec } from "./host-faults.js";
 import {
   C_EOM_FORWARDS,
   C_EVENT_SIGNALS,
@@ -141,6 +143,8 @@ export interface HostThreadParams {
   readonly devices: readonly HostDeviceSpec[];
   /** See `HostSetupSpec`. */
   readonly setup?: HostSetupSpec;
+  /** See `ThreadedSystemOptions.hostFaults` (checked in the host thread: it was cloned). */
+  readonly faults?: readonly HostFaultSpec[];
   readonly maxLeadNs: number;
 }
 
@@ -174,6 +178,8 @@ export interface HostReportMessage {
   readonly devices: readonly HostDeviceReport[];
   /** What the `hostSetup` hook's `report()` returned (undefined without a hook or a report). */
   readonly setup?: unknown;
+  /** The faults of `ThreadedSystemOptions.hostFaults`, in order, and the totals of the host's fault injector. */
+  readonly faults: { readonly injected: readonly HostFaultReport[]; readonly totals: FaultTotals };
 }
 
 export interface HostFailedMessage {
@@ -235,6 +241,7 @@ export class HostThread {
   private readonly reader: RingReader;
   private readonly stores: DisposableStore[] = [];
   private readonly setupResult: HostSetupResult | undefined;
+  private readonly injected: InjectedFault[];
   /** Looks at the mailbox again after a message was left there because its port's queue was full. */
   private readonly mailboxRetry: Timer;
   private stopRequested = false;
@@ -285,6 +292,8 @@ export class HostThread {
       this.devices.push(device);
       this.stores.push(store);
     }
+    // After the devices (a host stall names one), before the gate: windows count from now.
+    this.injected = injectHostFaults(this.hv.faults, this.devices, params.faults);
     this.reader = new RingReader(new RingBuffer(new Uint8Array(params.link.mailbox), `${this.vm.name} mailbox`), { maxPacketSize: 1024 });
     this.mailboxRetry = this.sim.scheduler.timer(`${this.vm.name} mailbox retry`, () => this.drainMailbox());
     this.stopped = new Promise<void>((resolve) => (this.stopResolve = resolve));
@@ -319,6 +328,7 @@ export class HostThread {
       server: plain(this.server.counters),
       devices: this.devices.map((d) => deviceReport(d)),
       setup: this.setupResult?.report?.(),
+      faults: { injected: this.injected.map(hostFaultReport), totals: this.hv.faults.totals },
     };
     for (const s of this.stores) await s.dispose();
     await this.setupResult?.dispose?.();

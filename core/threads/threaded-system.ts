@@ -79,6 +79,7 @@ import type { VmbusDevice } from "../vmbus/device.js";
 import { VMBUS_DEFAULT_MAX_VERSION } from "../vmbus/versions.js";
 import { DoorbellGate } from "./gate.js";
 import type { HostDeviceSpec, HostReadyMessage, HostReportMessage, HostSetupSpec, HostThreadMessage, HostThreadParams, PluginModuleSpec } from "./host-side.js";
+import type { HostFaultSpec } from "./host-faults.js";
 import {
   C_EOM_FORWARDS,
   C_GUEST_NOTIFIES,
@@ -132,6 +133,13 @@ export interface ThreadedSystemOptions {
    * `config` (structured-cloned): e.g. a virtual switch's other ports.
    */
   readonly hostSetup?: HostSetupSpec;
+  /**
+   * Faults the host thread injects into its hypervisor from the start
+   * (interrupt drop/delay, monitor delay, a host device stall; windows in
+   * the host thread's virtual time). See host-faults.ts. What they did
+   * comes back in the report (`host.faults`).
+   */
+  readonly hostFaults?: readonly HostFaultSpec[];
   readonly hostMaxVersion?: number;
   /**
    * URL of the host worker entry. Default: host-worker.js next to this
@@ -416,6 +424,7 @@ export class ThreadedSystem {
       plugins: this.options.hostPlugins,
       devices: this.devices,
       ...(this.options.hostSetup !== undefined ? { setup: this.options.hostSetup } : {}),
+      ...(this.options.hostFaults !== undefined ? { faults: this.options.hostFaults } : {}),
       maxLeadNs: this.maxLeadNs,
     };
     const url = this.options.workerUrl ?? new URL("./host-worker.js", import.meta.url);
