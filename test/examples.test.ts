@@ -101,3 +101,54 @@ describe("examples", () => {
     }
   });
 });
+
+/** A bench run as a user runs it (`node dist/bench/…`), with small sizes. */
+function bench(name: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(root, "dist", "bench", `${name}.bench.js`), ...args], { cwd: tmp, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+const positive = (v: unknown): boolean => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+describe("benches: --json gives the issue's shape", () => {
+  it("bench:storage: 8 cases, the ring ceiling, the floor, and ratios.vs_ring_ceiling_qd1/qd32", () => {
+    const r = bench("storage", "--ios", "64", "--reps", "1", "--warmup", "0", "--ring-seconds", "0.05", "--json");
+    expect(r.code).toBe(0);
+    const o = JSON.parse(r.stdout) as {
+      ios: number;
+      cases: { op: string; qd: number; channels: number; ios: number; simIops: number; wallIosPerSec: number }[];
+      ratios: Record<string, unknown>;
+      floor: { iosPerSec: unknown; vsRingCeiling: unknown };
+      ringRoundTripsPerSec: unknown;
+    };
+    expect(o.ios).toBe(64);
+    expect(o.cases.map((c) => `${c.op} ${c.qd} ${c.channels}`).sort()).toEqual(
+      ["randread 1 1", "randread 32 1", "randread 1 4", "randread 32 4", "randwrite 1 1", "randwrite 32 1", "randwrite 1 4", "randwrite 32 4"].sort(),
+    );
+    for (const c of o.cases) expect(positive(c.simIops) && positive(c.wallIosPerSec) && c.ios === 64).toBe(true);
+    expect(Object.keys(o.ratios).sort()).toEqual(["vs_ring_ceiling_qd1", "vs_ring_ceiling_qd32"]);
+    expect(Object.values(o.ratios).every(positive)).toBe(true);
+    expect([o.ringRoundTripsPerSec, o.floor.iosPerSec, o.floor.vsRingCeiling].every(positive)).toBe(true);
+  }, 90_000);
+
+  it("bench:net: 4 cases all delivered, the floor, and ratios.vs_ring_ceiling_64/1514", () => {
+    const r = bench("net", "--frames", "100", "--reps", "1", "--warmup", "0", "--json");
+    expect(r.code).toBe(0);
+    const o = JSON.parse(r.stdout) as {
+      cases: { frameBytes: number; queuesRequested: number; frames: number; delivered: number; framesPerWallSec: number }[];
+      ratios: Record<string, unknown>;
+      floor: { framesPerSec: Record<string, unknown> };
+    };
+    expect(o.cases.map((c) => `${c.frameBytes} ${c.queuesRequested}`)).toEqual(["64 1", "64 4", "1514 1", "1514 4"]);
+    for (const c of o.cases) expect(c.delivered === c.frames && c.frames === 100 && positive(c.framesPerWallSec)).toBe(true);
+    expect(Object.keys(o.ratios).sort()).toEqual(["vs_ring_ceiling_1514", "vs_ring_ceiling_64"]);
+    expect(Object.values(o.ratios).every(positive)).toBe(true);
+    expect([o.floor.framesPerSec["64"], o.floor.framesPerSec["1514"]].every(positive)).toBe(true);
+  }, 90_000);
+
+  it("a bad flag is named and exits non-zero", () => {
+    const r = bench("storage", "--ios", "7");
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("--ios 7");
+  });
+});
