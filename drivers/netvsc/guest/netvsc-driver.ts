@@ -152,6 +152,7 @@ import {
   hashValuePpi,
   linuxNdisConfigCapabilities,
   linuxNdisVersion,
+  NETVSC_RECEIVE_BUFFER_SIZE_LEGACY,
   ndisOffloadSize,
   netvscDefaultHashKey,
   oidName,
@@ -251,6 +252,13 @@ export class NetvscQueue {
   stopped = false;
   stops = 0;
   wakes = 0;
+  /**
+   * Outbound ring free percent and sends in flight when the queue last woke
+   * (−1 / 0 before any wake): the only record of which side of the 20 %
+   * mark the wake rule saw, since the flush that follows fills the ring again.
+   */
+  lastWakeFreePercent = -1;
+  lastWakeInFlight = 0;
   /** SEND_RNDIS_PKT of this queue not yet completed. */
   inFlight = 0;
   pageBuffersInFlight = 0;
@@ -497,7 +505,10 @@ export class NetvscDriver implements VmbusDriver, Nic {
     await this.channel.sendPacket(encodeNvspMessage({ kind: "send_ndis_ver", ndisMajorVersion: ndis.major, ndisMinorVersion: ndis.minor }));
 
     // Receive buffer: contiguous guest pages, so a range is one subarray.
-    const recvBytes = this.config.recvBufferBytes;
+    // Hosts speaking NVSP v1/v2 take at most 15 MiB (Linux netvsc_init_buf:
+    // NETVSC_RECEIVE_BUFFER_SIZE_LEGACY); a larger GPADL is what an old host
+    // would refuse, so the configured size is capped, not rejected.
+    const recvBytes = v <= NVSP_PROTOCOL_VERSION_2 ? Math.min(this.config.recvBufferBytes, NETVSC_RECEIVE_BUFFER_SIZE_LEGACY) : this.config.recvBufferBytes;
     this.recvPages = recvBytes / PAGE_SIZE;
     this.recvFirstPfn = this.memory.allocContiguous(this.recvPages);
     this.recvGpadl = await this.channel.createGpadl(pfnRange(this.recvFirstPfn, this.recvPages), recvBytes);
@@ -850,11 +861,14 @@ export class NetvscDriver implements VmbusDriver, Nic {
   /** `netvsc_send_tx_complete`'s wake rule: ring above 20 % free, or nothing of this queue in flight. */
   private maybeWake(q: NetvscQueue): void {
     if (!q.stopped || this.removedReason !== null) return;
-    if (q.ringFreePercent <= RING_AVAIL_PERCENT_HIWATER && q.inFlight > 0) return;
+    const free = q.ringFreePercent;
+    if (free <= RING_AVAIL_PERCENT_HIWATER && q.inFlight > 0) return;
     const canSend = (this.sections?.available ?? 0) > 0 || q.pageBuffersInFlight < NETVSC_MAX_PAGEBUF_INFLIGHT;
     if (!canSend) return;
     q.stopped = false;
     q.wakes++;
+    q.lastWakeFreePercent = free;
+    q.lastWakeInFlight = q.inFlight;
     this.driverStats.queueWakes++;
     this.flush(q);
   }

@@ -7,10 +7,19 @@
  * indirection table (§12), remove.
  */
 import { describe, expect, it } from "vitest";
-import { VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, VM_PKT_DATA_INBAND, VM_PKT_DATA_USING_GPA_DIRECT } from "../../../../core/index.js";
+import { RingWriter, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, VM_PKT_DATA_INBAND, VM_PKT_DATA_USING_GPA_DIRECT } from "../../../../core/index.js";
 import {
+  NDIS_HASH_FUNC_TOEPLITZ,
+  NDIS_HASH_IPV4,
+  NDIS_HASH_IPV6,
+  NDIS_HASH_TCP_IPV4,
+  NDIS_HASH_TCP_IPV6,
+  NDIS_RSS_PARAM_FLAG_DISABLE_RSS,
   NETVSC_INVALID_INDEX,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE,
+  NVSP_RNDIS_CHANNEL_TYPE_CONTROL,
+  NVSP_STAT_FAIL,
+  NVSP_STAT_SUCCESS,
   NVSP_PROTOCOL_VERSION_5,
   NVSP_PROTOCOL_VERSION_6,
   NVSP_PROTOCOL_VERSION_61,
@@ -26,9 +35,10 @@ import {
   OID_TCP_OFFLOAD_PARAMETERS,
   RNDIS_STATUS_MEDIA_CONNECT,
   RNDIS_STATUS_MEDIA_DISCONNECT,
+  decodeNdisRecvScaleParam,
   encodeRndisMessage,
 } from "../../../../drivers/netvsc/protocol/index.js";
-import { NetvscHandshakeError, NetvscRemovedError } from "../../../../drivers/netvsc/guest/index.js";
+import { NetvscFrameError, NetvscHandshakeError, NetvscRemovedError, NetvscSendError } from "../../../../drivers/netvsc/guest/index.js";
 import { NetScript, bootNic, testFrame } from "./scripted-host.js";
 
 const hex8 = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
@@ -36,6 +46,16 @@ const hex8 = (n: number) => `0x${n.toString(16).padStart(8, "0")}`;
 function u32s(bytes: Uint8Array, count: number): number[] {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return Array.from({ length: count }, (_, i) => v.getUint32(4 * i, true));
+}
+
+/**
+ * The guest's NVSP messages in the order the host took them, a control
+ * SEND_RNDIS_PKT named by the RNDIS request it carried (as `controlOrder`).
+ */
+function wireOrder(s: NetScript): string[] {
+  const control = s.controlOrder();
+  let next = 0;
+  return s.nvsp.map((m) => (m.msg.kind === "send_rndis_pkt" && m.msg.channelType === NVSP_RNDIS_CHANNEL_TYPE_CONTROL ? (control[next++] ?? "?") : m.msg.kind));
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -175,6 +195,54 @@ describe("netvsc guest: receive (§11.2)", () => {
     ]);
   });
 
+  it("completes transfer-page packets found in one drain with one publication of the ring and one signal to the host", async () => {
+    const s = new NetScript();
+    const { sys, vm, drv } = await bootNic(s);
+    const ch = drv!.channel;
+    const out = ch.endpoint!.writer;
+    const ring = out.ring;
+    const host = s.primary!;
+    const signals = () => vm.partition.counters.guestSignalsViaMonitor + vm.partition.counters.guestSignalsViaHypercall;
+    const n = 8;
+    const frames = Array.from({ length: n }, (_, i) => testFrame(60 + 97 * i, 40 + i));
+    const got: Uint8Array[] = [];
+    // The guest → host write index as the host would read it while each frame is handed up (mid-drain).
+    const publishedMidDrain: number[] = [];
+    drv!.onReceive((f) => {
+      got.push(f);
+      publishedMidDrain.push(ring.loadWriteIndex());
+    });
+    const before = {
+      completions: s.recvCompletions.length,
+      indicated: s.indicated.length,
+      writeIndex: ring.loadWriteIndex(),
+      intrOutEmpty: out.intrOutEmpty,
+      signals: signals(),
+      interrupts: ch.interrupts,
+      hostWakeups: host.counters.hostWakeups,
+      rxCompletions: drv!.driverStats.rxCompletions,
+    };
+    // All N packets are in the guest's inbound ring before its interrupt runs.
+    const sent = frames.map((f) => s.indicateFrames([f]));
+    await sys.run(Promise.all(sent));
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    expect(got).toEqual(frames);
+    expect(ch.interrupts - before.interrupts).toBe(1);
+    const ids = s.indicated.slice(before.indicated);
+    expect(ids).toHaveLength(n);
+    const done = s.recvCompletions.slice(before.completions);
+    expect(done.map((c) => c.transId)).toEqual(ids);
+    for (const c of done) expect(u32s(c.payload, 2)).toEqual([NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, 1]);
+    expect(drv!.driverStats.rxCompletions - before.rxCompletions).toBe(n);
+    // Nothing was published while the drain ran; then all N completions at once.
+    expect(publishedMidDrain).toEqual(Array.from({ length: n }, () => before.writeIndex));
+    expect(ring.loadWriteIndex()).toBe((before.writeIndex + n * RingWriter.packetTotal(0, 8)) % ring.dataSize);
+    // One empty → non-empty transition, one signal, one host wakeup for all of them.
+    expect(out.intrOutEmpty - before.intrOutEmpty).toBe(1);
+    expect(signals() - before.signals).toBe(1);
+    expect(host.counters.hostWakeups - before.hostWakeups).toBe(1);
+  });
+
   it("MEDIA_DISCONNECT / MEDIA_CONNECT change linkUp and call the listeners", async () => {
     const s = new NetScript();
     const { sys, drv } = await bootNic(s);
@@ -242,6 +310,56 @@ describe("netvsc guest: transmit (§11.1)", () => {
     expect(drv!.driverStats.pageBufferSends).toBe(1);
   });
 
+  it("rejects frames shorter than 14 or longer than MTU + 18 bytes with NetvscFrameError, counts them as tx drops and sends nothing", async () => {
+    const s = new NetScript();
+    const { sys, drv } = await bootNic(s);
+    expect(drv!.maxFrameBytes).toBe(1518);
+    const sendsBefore = s.nvsp.filter((m) => m.msg.kind === "send_rndis_pkt").length;
+    const short = await rejection(drv!.send(testFrame(13, 1)));
+    const long = await rejection(drv!.send(testFrame(1519, 2)));
+    for (const [e, length] of [
+      [short, 13],
+      [long, 1519],
+    ] as const) {
+      expect(e).toBeInstanceOf(NetvscFrameError);
+      expect((e as NetvscFrameError).length).toBe(length);
+      expect((e as NetvscFrameError).code).toBe("NETVSC_FRAME");
+    }
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    expect(s.nvsp.filter((m) => m.msg.kind === "send_rndis_pkt").length).toBe(sendsBefore);
+    expect(drv!.stats.tx).toEqual({ packets: 0, bytes: 0, drops: 2 });
+    // The limits themselves are carried.
+    const edges = [testFrame(14, 3), testFrame(1518, 4)];
+    await sys.run(Promise.all(edges.map((f) => drv!.send(f))));
+    expect(s.frames).toEqual(edges);
+    expect(drv!.stats.tx).toEqual({ packets: 2, bytes: 14 + 1518, drops: 2 });
+  });
+
+  it("a SEND_RNDIS_PKT the host completes with NVSP_STAT_FAIL rejects each of its frames with NetvscSendError and counts tx drops", async () => {
+    const s = new NetScript();
+    s.maxFrameSize = 9000;
+    const { sys, drv } = await bootNic(s, { config: { mtu: 9000 } });
+    s.txStatus = NVSP_STAT_FAIL;
+    // Three small frames share a section; the jumbo one goes by page buffer: two SEND_RNDIS_PKT, both failed.
+    const frames = [testFrame(60, 1), testFrame(61, 2), testFrame(62, 3), testFrame(9014, 4)];
+    const errors = await sys.run(Promise.all(frames.map((f) => rejection(drv!.send(f)))));
+    const sends = s.nvsp.filter((m) => m.msg.kind === "send_rndis_pkt" && u32s(m.bytes, 2)[1] === 0);
+    expect(sends.map((m) => m.type)).toEqual([VM_PKT_DATA_INBAND, VM_PKT_DATA_USING_GPA_DIRECT]);
+    expect(s.frames).toEqual(frames);
+    for (const e of errors) {
+      expect(e).toBeInstanceOf(NetvscSendError);
+      expect((e as NetvscSendError).status).toBe(NVSP_STAT_FAIL);
+      expect((e as NetvscSendError).code).toBe("NETVSC_SEND");
+    }
+    expect(drv!.stats.tx).toEqual({ packets: 0, bytes: 0, drops: 4 });
+    const q = drv!.queues[0]!;
+    expect([q.inFlight, q.pageBuffersInFlight]).toEqual([0, 0]);
+    // The failed sends gave their section and pages back: the same mix now succeeds.
+    s.txStatus = NVSP_STAT_SUCCESS;
+    await sys.run(Promise.all(frames.map((f) => drv!.send(f))));
+    expect(drv!.stats.tx).toEqual({ packets: 4, bytes: 60 + 61 + 62 + 9014, drops: 4 });
+  });
+
   it("a burst larger than the send buffer arrives complete and in order; the queue stops and wakes", async () => {
     const s = new NetScript();
     s.holdTx = true;
@@ -264,20 +382,63 @@ describe("netvsc guest: transmit (§11.1)", () => {
     expect(drv!.driverStats.sectionSends).toBeGreaterThan(0);
   });
 
-  it("stops below 10 % free ring while the host does not drain, wakes above 20 %", async () => {
+  it("stops below 10 % free ring and wakes at the first completion that leaves it above 20 %, never between (host drains one packet at a time)", async () => {
     const s = new NetScript();
+    // 2 pages: Linux's percentage counts the header page too, so the ring is at most 50 % free and one packet moves it < 1.1 %.
     const { sys, drv } = await bootNic(s, { config: { ringPages: 2 } });
     s.paused = true;
-    const frames = Array.from({ length: 300 }, (_, i) => testFrame(1514, i + 1));
-    const all = Promise.all(frames.map((f) => drv!.send(f)));
+    const frames = Array.from({ length: 200 }, (_, i) => testFrame(1514, i + 1));
+    let settled = false;
+    const all = Promise.all(frames.map((f) => drv!.send(f))).finally(() => {
+      settled = true;
+    });
     await sys.run(sys.sim.scheduler.sleep(1_000_000));
     const q = drv!.queues[0]!;
     expect(q.stopped).toBe(true);
     expect(q.ringFreePercent).toBeLessThan(10);
+    // Free percent the guest saw at a completion that left the queue stopped,
+    // at one that woke it, and where the refill after a wake stopped again.
+    const heldAt = new Set<number>();
+    const wokeAt = new Set<number>();
+    const stoppedAt = new Set<number>();
+    for (let step = 0; !settled && step < 1000; step++) {
+      const wakes = q.wakes;
+      s.step(1);
+      await sys.run(sys.sim.scheduler.sleep(1_000_000));
+      if (q.wakes !== wakes) {
+        expect(q.wakes).toBe(wakes + 1);
+        // A wake with nothing in flight may happen at any level (Linux's `queue_sends < 1`); here there is always plenty.
+        expect(q.lastWakeInFlight).toBeGreaterThan(0);
+        wokeAt.add(q.lastWakeFreePercent);
+        if (q.pending.length > 0) {
+          expect(q.stopped).toBe(true);
+          stoppedAt.add(q.ringFreePercent);
+        }
+      } else if (q.stopped) {
+        // No wake: nothing was written since the completion, so this is the level it saw.
+        expect(q.inFlight).toBeGreaterThan(0);
+        heldAt.add(q.ringFreePercent);
+      }
+    }
+    expect(settled).toBe(true);
+    // One packet moves the level by about 1 %: the completions walked through
+    // every level from 10 % to 20 % without waking the queue, and the first
+    // one past 20 % woke it — a wake threshold other than 20 % fails one of these.
+    expect([...heldAt].sort((a, b) => a - b)).toEqual([10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+    expect(Math.min(...wokeAt)).toBe(21);
+    for (const p of wokeAt) expect(p).toBeGreaterThan(20);
+    expect(wokeAt.size).toBeGreaterThan(0);
+    // Refills stop at the first packet that leaves the ring under 10 % free.
+    expect(stoppedAt.size).toBeGreaterThan(0);
+    for (const p of stoppedAt) {
+      expect(p).toBeLessThan(10);
+      expect(p).toBeGreaterThanOrEqual(8);
+    }
+    expect(q.wakes).toBeGreaterThanOrEqual(5);
+    expect(q.wakes).toBe(q.stops);
     s.resume();
     await sys.run(all);
     expect(s.frames).toEqual(frames);
-    expect(q.wakes).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -293,8 +454,33 @@ describe("netvsc guest: subchannels (§12)", () => {
     expect(drv!.subchannelsGranted).toBe(2);
     expect(drv!.queues.map((q) => q.index)).toEqual([0, 1, 2]);
     expect(drv!.sendTable).toEqual(s.sendTable);
-    const rssSets = s.controlOrder().filter((n) => n === `set ${hex8(OID_GEN_RECEIVE_SCALE_PARAMETERS)}`);
-    expect(rssSets).toHaveLength(2);
+    // rndis_filter_device_add ends with the RSS capabilities; rndis_set_subchannel
+    // then allocates, waits for the opens and calls rndis_filter_set_rss_param
+    // (disable, then enable); the packet filter comes with ifup, after it.
+    const order = wireOrder(s);
+    const caps = order.indexOf(`query ${hex8(OID_GEN_RECEIVE_SCALE_CAPABILITIES)}`);
+    expect(order.slice(caps)).toEqual([
+      `query ${hex8(OID_GEN_RECEIVE_SCALE_CAPABILITIES)}`,
+      "subchn_req",
+      `set ${hex8(OID_GEN_RECEIVE_SCALE_PARAMETERS)}`,
+      `set ${hex8(OID_GEN_RECEIVE_SCALE_PARAMETERS)}`,
+      `set ${hex8(OID_GEN_CURRENT_PACKET_FILTER)}`,
+    ]);
+    const rssSets = s.rndis.filter((r) => r.msg.kind === "set" && r.msg.oid === OID_GEN_RECEIVE_SCALE_PARAMETERS);
+    // The flags word, read raw: NDIS_RSS_PARAM_FLAG_DISABLE_RSS first, then 0 (enable).
+    const infos = rssSets.map((r) => r.bytes.subarray(28));
+    expect(infos.map((i) => new DataView(i.buffer, i.byteOffset, i.byteLength).getUint16(4, true))).toEqual([NDIS_RSS_PARAM_FLAG_DISABLE_RSS, 0]);
+    for (const r of rssSets) {
+      // SET {type 5, len, rid, oid, info_buflen 40 + 512 + 40, info_buf_offset 20, dev_vc_handle 0}.
+      expect(u32s(r.bytes, 7)).toEqual([5, 28 + 592, u32s(r.bytes, 3)[2], OID_GEN_RECEIVE_SCALE_PARAMETERS, 592, 20, 0]);
+      const p = decodeNdisRecvScaleParam(r.bytes.subarray(28));
+      expect(p.header).toEqual({ type: 0x89, revision: 2, size: 40 });
+      expect(p.hashinfo).toBe(NDIS_HASH_FUNC_TOEPLITZ | NDIS_HASH_IPV4 | NDIS_HASH_TCP_IPV4 | NDIS_HASH_IPV6 | NDIS_HASH_TCP_IPV6);
+      expect([p.indirectTabsize, p.indirectTaboffset, p.hashkeySize, p.hashkeyOffset]).toEqual([512, 40, 40, 552]);
+      // Linux's rx_table (ethtool_rxfh_indir_default over the 3 channels), not the host's send table.
+      expect(p.indirectionTable).toEqual(Array.from({ length: 128 }, (_, i) => i % 3));
+      expect(Buffer.from(p.hashKey).toString("hex")).toBe("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa");
+    }
     // Many flows (distinct source MACs): only queues 0 and 2 carry frames.
     const frames = Array.from({ length: 32 }, (_, i) => testFrame(80, i, `00:15:5d:00:01:${i.toString(16).padStart(2, "0")}`));
     await sys.run(Promise.all(frames.map((f) => drv!.send(f))));
@@ -316,6 +502,7 @@ describe("netvsc guest: remove", () => {
     const e = await sys.run(pending);
     expect(e).toBeInstanceOf(NetvscRemovedError);
     expect((e as Error).message).toMatch(/send of a 60-byte frame failed: the netvsc driver was removed/);
+    expect(drv!.stats.tx).toEqual({ packets: 0, bytes: 0, drops: 1 });
     expect(s.closed).toHaveLength(1);
     await expect(drv!.send(testFrame(60, 2))).rejects.toBeInstanceOf(NetvscRemovedError);
   });

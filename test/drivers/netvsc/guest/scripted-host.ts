@@ -3,8 +3,9 @@
  * RNDIS host (§10 initialization, §13.8 bring-up answers, §11.1 transmit
  * from sections and GPA ranges, §11.2 receive indications) to drive the
  * guest, built from the protocol codecs, with knobs for what the tests
- * need — refused versions, answers to the queries, held transmit
- * completions, a paused drain. Every NVSP and RNDIS message is logged.
+ * need — refused versions, answers to the queries, held or failed
+ * transmit completions, a paused or stepped drain. Every NVSP and RNDIS
+ * message is logged.
  *
  * It is deliberately not the project's host VSP (drivers/netvsc/host),
  * which is written separately: the guest is tested against this peer alone.
@@ -108,10 +109,16 @@ export class NetScript {
   holdTx = false;
   /** The host stops draining the primary's ring while true (see resume). */
   paused = false;
+  /** While paused, the host still takes this many packets from the primary's ring (see step). */
+  drainBudget = 0;
+  /** NVSP status of the completion of every data SEND_RNDIS_PKT (held ones excepted, see releaseHeld). */
+  txStatus: number = NVSP_STAT_SUCCESS;
   /** Send an indirection table with these entries after the subchannels are offered. */
   sendTable: number[] | null = null;
   readonly nvsp: LoggedNvsp[] = [];
   readonly rndis: LoggedRndis[] = [];
+  /** Transaction ids of the transfer-page packets sent by `indicate`, in order. */
+  readonly indicated: bigint[] = [];
   /** Receive completions from the guest: {transId, payload}. */
   readonly recvCompletions: { transId: bigint; payload: Uint8Array }[] = [];
   readonly held: HeldCompletion[] = [];
@@ -157,6 +164,7 @@ export class NetScript {
     );
     const r = options.ranges ?? ranges;
     const id = this.nextXferId++;
+    this.indicated.push(id);
     return ch.send((w) => w.writeXferPages(id, NETVSC_RECEIVE_BUFFER_ID, r, payload), RingWriter.packetTotal(8 + 8 * r.length, payload.length));
   }
 
@@ -175,6 +183,12 @@ export class NetScript {
 
   resume(): void {
     this.paused = false;
+    this.primary?.service();
+  }
+
+  /** While paused: take exactly `n` more packets from the primary's ring now (and complete them), then stay paused. */
+  step(n: number): void {
+    this.drainBudget = n;
     this.primary?.service();
   }
 }
@@ -216,7 +230,10 @@ export class FakeNetvsp implements HostChannelHandler {
 
   private onPacket(p: IncomingPacket, ch: HostChannel): boolean | void {
     const s = this.script;
-    if (s.paused && ch.subchannelIndex === 0) return false;
+    if (s.paused && ch.subchannelIndex === 0) {
+      if (s.drainBudget <= 0) return false;
+      s.drainBudget--;
+    }
     if (p.type === VM_PKT_COMP) {
       s.recvCompletions.push({ transId: p.transId, payload: p.data().slice() });
       return;
@@ -290,7 +307,7 @@ export class FakeNetvsp implements HostChannelHandler {
       s.held.push({ ch, transId });
       return;
     }
-    completeTx(ch, transId, NVSP_STAT_SUCCESS);
+    completeTx(ch, transId, channelType === NVSP_RNDIS_CHANNEL_TYPE_DATA ? s.txStatus : NVSP_STAT_SUCCESS);
   }
 
   /** The RNDIS device: answers through the receive buffer (channel_type 1 in the NVSP header is not checked by Linux). */
