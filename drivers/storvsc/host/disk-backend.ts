@@ -37,6 +37,15 @@ export interface DiskBackend {
   unmap(lba: number, count: number): Promise<void>;
   /** Releases what the backend holds (a file descriptor). Idempotent. */
   close(): void;
+  /**
+   * Changes the disk's size to `sizeBytes` (a positive multiple of the
+   * block size); blocks past the old end read as zeros, blocks past the new
+   * end are dropped. Only base backends that can change size have it: the
+   * wrappers read `blockCount` through to their inner disk, so resizing the
+   * base resizes the whole stack. Throws `InvalidArgumentError` for a bad
+   * size, `DiskIoError` when the storage cannot follow.
+   */
+  resize?(sizeBytes: number): void;
 }
 
 export type DiskOp = "read" | "write" | "flush" | "unmap";
@@ -93,7 +102,7 @@ export class DiskIoError extends VmbusSimError {
   readonly code = "DISK_IO";
   constructor(
     readonly disk: string,
-    readonly op: DiskOp | "open" | "close",
+    readonly op: DiskOp | "open" | "close" | "resize",
     override readonly cause: unknown,
   ) {
     super(`${disk}: ${op} failed: ${cause instanceof Error ? cause.message : String(cause)}`);

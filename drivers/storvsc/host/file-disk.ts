@@ -22,8 +22,9 @@
  * given (without it the file must exist); a file shorter than
  * `sizeBytes` is extended with `ftruncate` (sparse on file systems that
  * support it); a longer file is used for its first `sizeBytes` only. Without
- * `sizeBytes` the disk is the file's current size. UNMAP writes zeros (Node
- * has no portable hole punching), so unmapped blocks read as zeros (LBPRZ).
+ * `sizeBytes` the disk is the file's current size. `resize` sets the file to
+ * exactly the new size. UNMAP writes zeros (Node has no portable hole
+ * punching), so unmapped blocks read as zeros (LBPRZ).
  */
 import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from "node:fs";
 import { InvalidArgumentError } from "../../../core/index.js";
@@ -44,14 +45,16 @@ const ZERO_CHUNK_BYTES = 1 << 20;
 export class FileDiskBackend implements DiskBackend {
   readonly description: string;
   readonly blockSize: number;
-  readonly blockCount: number;
   readonly readOnly: boolean;
   readonly unmapGranularity = 1;
   readonly path: string;
-  readonly sizeBytes: number;
   /** Wall-clock system calls made (reads, writes, fsyncs), for reports. */
   syscalls = 0;
   private fd: number | null;
+  private flushCount = 0;
+  /** Changed only by `resize` (a host-side capacity change, §6). */
+  private size: number;
+  private blocks: number;
   private zeros: Uint8Array | null = null;
 
   /** Opens (creating or extending) the image. Throws `DiskIoError` for OS errors, `InvalidArgumentError` for bad options. */
@@ -96,8 +99,8 @@ export class FileDiskBackend implements DiskBackend {
         }
         ftruncateSync(fd, size);
       }
-      this.sizeBytes = size;
-      this.blockCount = size / blockSize;
+      this.size = size;
+      this.blocks = size / blockSize;
     } catch (e) {
       closeSync(fd);
       if (e instanceof InvalidArgumentError) throw e;
@@ -136,6 +139,46 @@ export class FileDiskBackend implements DiskBackend {
     this.writeAt(lba * this.blockSize, data, "write");
   }
 
+  get sizeBytes(): number {
+    return this.size;
+  }
+
+  get blockCount(): number {
+    return this.blocks;
+  }
+
+  /**
+   * Sets the image file to exactly `sizeBytes` with ftruncate: growing adds
+   * zeros (sparse where the file system allows), shrinking cuts the data
+   * past the new end, so that growing again shows zeros there — the same
+   * as a memory disk, and as resizing a fixed-size virtual disk image.
+   * A read-only image is never changed.
+   */
+  resize(sizeBytes: number): void {
+    if (this.readOnly) throw new InvalidArgumentError("readOnly", true, `${this.description} is opened read-only: its size cannot change`);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % this.blockSize !== 0) {
+      throw new InvalidArgumentError("sizeBytes", sizeBytes, `must be a positive safe integer, a multiple of the block size ${this.blockSize}`);
+    }
+    const fd = this.openFd("resize");
+    try {
+      this.syscalls++;
+      ftruncateSync(fd, sizeBytes);
+    } catch (e) {
+      throw new DiskIoError(this.description, "resize", e);
+    }
+    this.size = sizeBytes;
+    this.blocks = sizeBytes / this.blockSize;
+  }
+
+  /**
+   * fsyncs that returned successfully. Counted after the call, so the
+   * figure says the data reached stable storage, not merely that a flush
+   * was asked for (SYNCHRONIZE CACHE, FUA, STOP must each cost one).
+   */
+  get flushes(): number {
+    return this.flushCount;
+  }
+
   async flush(): Promise<void> {
     const fd = this.openFd("flush");
     try {
@@ -144,6 +187,7 @@ export class FileDiskBackend implements DiskBackend {
     } catch (e) {
       throw new DiskIoError(this.description, "flush", e);
     }
+    this.flushCount++;
   }
 
   async unmap(lba: number, count: number): Promise<void> {
@@ -169,7 +213,7 @@ export class FileDiskBackend implements DiskBackend {
     }
   }
 
-  private openFd(op: "read" | "write" | "flush" | "unmap"): number {
+  private openFd(op: "read" | "write" | "flush" | "unmap" | "resize"): number {
     if (this.fd === null) throw new DiskIoError(this.description, op, "the image file is closed");
     return this.fd;
   }

@@ -39,11 +39,12 @@ export interface SparseMemoryDiskOptions {
 export class SparseMemoryDisk implements DiskBackend {
   readonly description: string;
   readonly blockSize: number;
-  readonly blockCount: number;
   readonly readOnly = false;
   readonly unmapGranularity: number;
   readonly chunkBytes: number;
-  readonly sizeBytes: number;
+  /** Changed only by `resize` (a host-side capacity change, §6). */
+  private size: number;
+  private blocks: number;
   private readonly chunks = new Map<number, Uint8Array>();
   /** Bounce buffer of `writeFromView` for data headed into a hole (grown on demand; the copy is synchronous). */
   private scratch = new Uint8Array(0);
@@ -69,10 +70,46 @@ export class SparseMemoryDisk implements DiskBackend {
     }
     this.blockSize = blockSize;
     this.chunkBytes = chunkBytes;
-    this.sizeBytes = size;
-    this.blockCount = size / blockSize;
+    this.size = size;
+    this.blocks = size / blockSize;
     this.unmapGranularity = chunkBytes / blockSize;
     this.description = options.description ?? "memory";
+  }
+
+  get sizeBytes(): number {
+    return this.size;
+  }
+
+  get blockCount(): number {
+    return this.blocks;
+  }
+
+  /**
+   * Grows or shrinks the disk. Growing allocates nothing (the new blocks
+   * are holes, read as zeros). Shrinking drops the data past the new end —
+   * whole chunks go to the free list, the tail of a straddling chunk is
+   * zeroed — so that growing again later shows zeros there, as a new
+   * region of a resized virtual disk does, never stale data.
+   */
+  resize(sizeBytes: number): void {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0 || sizeBytes % this.blockSize !== 0) {
+      throw new InvalidArgumentError("sizeBytes", sizeBytes, `must be a positive safe integer, a multiple of the block size ${this.blockSize}`);
+    }
+    if (sizeBytes < this.size) {
+      const cb = this.chunkBytes;
+      for (const index of [...this.chunks.keys()]) {
+        const start = index * cb;
+        if (start >= sizeBytes) {
+          this.dropChunk(index);
+        } else if (start + cb > sizeBytes) {
+          const chunk = this.chunks.get(index) as Uint8Array;
+          chunk.fill(0, sizeBytes - start);
+          if (isAllZero(chunk)) this.dropChunk(index);
+        }
+      }
+    }
+    this.size = sizeBytes;
+    this.blocks = sizeBytes / this.blockSize;
   }
 
   /** Chunks holding data. */

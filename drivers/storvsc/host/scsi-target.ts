@@ -11,7 +11,8 @@
  * REQUEST (invalid opcode 05/20/00, LBA out of range 05/21/00, invalid field
  * 05/24/00, parameter list errors 05/1A/00 and 05/26/00) with SRB
  * INVALID_REQUEST; DATA PROTECT 07/27/00, MEDIUM ERROR 03/11/00 (read) and
- * 03/0C/00 (write), UNIT ATTENTION 06/3F/0E with SRB ERROR.
+ * 03/0C/00 (write), UNIT ATTENTION 06/3F/0E (LUN inventory changed) and
+ * 06/2A/09 (capacity changed, §6) with SRB ERROR.
  *
  * Data moves only through the request's `ScsiDataBuffer` (the VSP hands in a
  * bounds-checked view of the packet's GPA range): data-out is copied out of
@@ -19,7 +20,7 @@
  * mid-I/O cannot change what was validated; data-in is copied in only when
  * the backend succeeded.
  */
-import { VmbusSimError } from "../../../core/index.js";
+import { InvalidArgumentError, VmbusSimError } from "../../../core/index.js";
 import {
   ASSOCIATION_LOGICAL_UNIT,
   CODE_SET_ASCII,
@@ -40,8 +41,10 @@ import {
   READ_16,
   READ_TYPE,
   REPORT_LUNS,
+  REQUEST_SENSE,
   SCSI_STATUS_CHECK_CONDITION,
   SCSI_STATUS_GOOD,
+  SENSE_CAPACITY_DATA_CHANGED,
   SENSE_INVALID_FIELD_IN_CDB,
   SENSE_INVALID_COMMAND_OPERATION_CODE,
   SENSE_LBA_OUT_OF_RANGE,
@@ -88,6 +91,7 @@ import {
   type InquiryCommand,
   type ModeSenseCommand,
   type ReadWriteCommand,
+  type RequestSenseCommand,
   type ScsiCommand,
   type SenseCode,
   type SenseFieldPointer,
@@ -190,6 +194,16 @@ export interface ScsiLunStats {
 export class ScsiLun {
   /** Sense to report before the next command (unit attention) or from REQUEST SENSE. */
   pendingSense: SenseCode | null = null;
+  /**
+   * The block count the initiator was last given (OV's `last_sector_count`,
+   * §6). A command other than INQUIRY that finds the disk's count different
+   * takes the new count and fails with UNIT ATTENTION 06/2A/09 — so a
+   * capacity change is reported once, on the next command, however many
+   * resizes came before it, and not at all if the size came back. One
+   * latch per LUN is one per I_T nexus: a controller has one initiator,
+   * its guest.
+   */
+  reportedBlockCount: number;
   /** Commands running against the disk. */
   inFlight = 0;
   /** Detached from the target; the backend is closed when `inFlight` reaches 0. */
@@ -212,6 +226,7 @@ export class ScsiLun {
     readonly writeCacheEnabled: boolean,
   ) {
     this.plainMemory = plainMemoryDisk(disk);
+    this.reportedBlockCount = disk.backend.blockCount;
   }
 
   /** VPD 0x80 serial: the spec's, or one derived from the controller and the address (read when asked, so the controller's tag set at open counts). */
@@ -229,6 +244,10 @@ function plainMemoryDisk(stack: DiskStack): SparseMemoryDisk | null {
   if (stack.latency !== null || !(base instanceof SparseMemoryDisk) || faults.inner !== base) return null;
   if (backend === faults || (backend instanceof ReadOnlyDisk && backend.inner === faults)) return base;
   return null;
+}
+
+function isAddressByte(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 255;
 }
 
 function addressKey(a: ScsiAddress): number {
@@ -313,6 +332,9 @@ export class ScsiTarget {
   }
 
   find(address: ScsiAddress): ScsiLun | undefined {
+    // The key packs three bytes: a field outside 0..255 would alias
+    // another address (lun 256 is target + 1, lun 0), so it finds nothing.
+    if (!isAddressByte(address.pathId) || !isAddressByte(address.targetId) || !isAddressByte(address.lun)) return undefined;
     return this.lunMap.get(addressKey(address));
   }
 
@@ -344,13 +366,43 @@ export class ScsiTarget {
 
   /** Detaches a disk (its backend is closed once its in-flight commands finish); UNIT ATTENTION for the others. */
   detach(address: ScsiAddress): ScsiLun | undefined {
-    const key = addressKey(address);
-    const lun = this.lunMap.get(key);
+    const lun = this.find(address);
     if (lun === undefined) return undefined;
-    this.lunMap.delete(key);
+    this.lunMap.delete(addressKey(address));
     lun.removed = true;
     if (lun.inFlight === 0) lun.backend.close();
     this.reportedLunsChanged(address);
+    return lun;
+  }
+
+  /**
+   * Changes the capacity of the disk at `address` (its base backend must
+   * have `resize`). Nothing is sent: the initiator learns of it from the
+   * UNIT ATTENTION its next command to the LUN gets (`reportedBlockCount`).
+   * Typed errors name the field: `pathId` / `targetId` / `lun` (not an
+   * SRB address byte), `address` (no disk there), `disk` (a backend that
+   * cannot change size), `newSizeBytes` (not a positive multiple of the
+   * block size).
+   */
+  resize(address: ScsiAddress, newSizeBytes: number): ScsiLun {
+    for (const field of ["pathId", "targetId", "lun"] as const) {
+      if (!isAddressByte(address[field])) throw new InvalidArgumentError(field, address[field], "must be an integer in [0, 255] (an SRB address byte)");
+    }
+    const lun = this.find(address);
+    if (lun === undefined) throw new InvalidArgumentError("address", formatScsiAddress(address), "has no disk (path:target:lun)");
+    const base = lun.disk.base;
+    if (base.resize === undefined) throw new InvalidArgumentError("disk", base.description, "cannot change size (no resize in its backend)");
+    const blockSize = lun.backend.blockSize;
+    if (!Number.isSafeInteger(newSizeBytes) || newSizeBytes <= 0 || newSizeBytes % blockSize !== 0) {
+      throw new InvalidArgumentError("newSizeBytes", newSizeBytes, `must be a positive safe integer, a multiple of the block size ${blockSize}`);
+    }
+    try {
+      base.resize(newSizeBytes);
+    } catch (e) {
+      // The backend's own refusal (a read-only image) keeps its reason under this call's name.
+      if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(`disk.${e.field}`, e.value, e.limit);
+      throw e;
+    }
     return lun;
   }
 
@@ -399,7 +451,8 @@ export class ScsiTarget {
     const lun = this.lunMap.get((pathId << 16) | (targetId << 8) | lunId);
     if (lun === undefined || lun.pendingSense !== null) return -1;
     const disk = lun.plainMemory;
-    if (disk === null || lun.disk.faults.faults.length !== 0) return -1;
+    // A changed capacity owes the initiator a UNIT ATTENTION: the long way reports it.
+    if (disk === null || lun.disk.faults.faults.length !== 0 || disk.blockCount !== lun.reportedBlockCount) return -1;
     let lba: number;
     let blocks: number;
     if (size === 10) {
@@ -461,8 +514,19 @@ export class ScsiTarget {
   /** Parses the CDB, reports a pending unit attention, runs `body`; turns every typed failure into CHECK CONDITION. */
   private async guard(lun: ScsiLun | null, req: ScsiRequest, body: (cmd: ScsiCommand) => Promise<ScsiResult>): Promise<ScsiResult> {
     try {
+      // OV checks the capacity before it looks at the CDB: any command but
+      // INQUIRY reports the change (even one it would refuse), and REQUEST
+      // SENSE returns it as data instead.
+      let capacityChanged = false;
+      const opcode = req.cdb[0];
+      if (lun !== null && opcode !== INQUIRY && lun.backend.blockCount !== lun.reportedBlockCount) {
+        lun.reportedBlockCount = lun.backend.blockCount;
+        if (opcode !== REQUEST_SENSE) return checkCondition(new CheckCondition(SENSE_CAPACITY_DATA_CHANGED, SRB_STATUS_ERROR));
+        capacityChanged = true;
+      }
       const blockSize = lun?.backend.blockSize;
       const cmd = parseCdb(req.cdb, blockSize === undefined ? {} : { blockSize });
+      if (capacityChanged && cmd.kind === "REQUEST_SENSE") return this.requestSense(req, cmd, SENSE_CAPACITY_DATA_CHANGED);
       if (lun !== null && lun.pendingSense !== null && cmd.kind !== "INQUIRY" && cmd.kind !== "REPORT_LUNS" && cmd.kind !== "REQUEST_SENSE") {
         // SPC: a pending unit attention is reported on (and cleared by) the
         // next command that is not one of these three.
@@ -500,11 +564,10 @@ export class ScsiTarget {
       case "TEST_UNIT_READY":
         return Promise.resolve(good(0));
       case "REQUEST_SENSE": {
-        // Descriptor-format sense is not produced by this target.
-        if (cmd.desc) throw invalidField(1, 0);
         const code = lun.pendingSense ?? { senseKey: NO_SENSE, asc: 0, ascq: 0 };
+        const r = this.requestSense(req, cmd, code);
         lun.pendingSense = null;
-        return Promise.resolve(good(dataIn(req, buildFixedSenseData(code), cmd.allocationLength)));
+        return Promise.resolve(r);
       }
       case "READ":
       case "WRITE":
@@ -552,6 +615,13 @@ export class ScsiTarget {
         if (!cmd.start && !cmd.noFlush) return this.flush(lun);
         return Promise.resolve(good(0));
     }
+  }
+
+  /** REQUEST SENSE answered with `code` as fixed-format sense data. */
+  private requestSense(req: ScsiRequest, cmd: RequestSenseCommand, code: SenseCode): ScsiResult {
+    // Descriptor-format sense is not produced by this target.
+    if (cmd.desc) throw invalidField(1, 0);
+    return good(dataIn(req, buildFixedSenseData(code), cmd.allocationLength));
   }
 
   private async flush(lun: ScsiLun): Promise<ScsiResult> {

@@ -1,6 +1,7 @@
 /**
  * storvsp: the host's SCSI controller VSP (storvsc-netvsc.md §4 handshake,
- * §5 I/O path and completion, §5.3 hot-plug, §8 host design and checks).
+ * §5 I/O path and completion, §5.3 hot-plug, §6 capacity change, §8 host
+ * design and checks).
  *
  * One worker per open channel (the primary and each sub-channel), each with
  * its own queue depth. The primary runs the §4 state machine
@@ -442,6 +443,19 @@ export class StorvspDevice implements HostChannelHandler {
     if (removed === undefined) return false;
     this.notifyBusChange();
     return true;
+  }
+
+  /**
+   * Changes a disk's capacity at run time (memory disks; writable image
+   * files). As on Hyper-V / OV (§6) nothing is announced — no ENUMERATE_BUS:
+   * the next command to the LUN other than INQUIRY fails with UNIT
+   * ATTENTION 06/2A/09 CAPACITY DATA HAS CHANGED (REQUEST SENSE returns it
+   * as data), and the guest rereads the capacity and retries. Throws
+   * `InvalidArgumentError` naming `lun` / `pathId` / `targetId`, `address`,
+   * `disk` or `newSizeBytes` (`ScsiTarget.resize`).
+   */
+  resizeDisk(lun: number, newSizeBytes: number, pathId = 0, targetId = 0): void {
+    this.target.resize({ pathId, targetId, lun }, newSizeBytes);
   }
 
   /** Closes every disk (image files). Call when the scenario is over. */

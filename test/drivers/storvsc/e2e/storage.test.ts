@@ -6,8 +6,17 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { VmbusSystem } from "../../../../core/index.js";
-import { DataProtectError, IllegalRequestError, MediumError, StorvscDriver, StorvspDevice, storagePlugin, type ScsiDisk } from "../../../../drivers/storvsc/index.js";
+import { InvalidArgumentError, VmbusSystem } from "../../../../core/index.js";
+import {
+  DataProtectError,
+  IllegalRequestError,
+  MediumError,
+  StorvscDriver,
+  StorvspDevice,
+  storagePlugin,
+  type RescanResult,
+  type ScsiDisk,
+} from "../../../../drivers/storvsc/index.js";
 
 const MiB = 1024 * 1024;
 const dirs: string[] = [];
@@ -124,7 +133,7 @@ describe("storvsc ↔ storvsp", () => {
   });
 
   it("errors from the target arrive as typed errors; other I/O carries on", async () => {
-    const { sys, drv } = await boot({
+    const { sys, drv, host } = await boot({
       disks: [
         { kind: "memory", sizeBytes: 1 * MiB, lun: 0, faults: [{ firstLba: 100, count: 10, op: "read", kind: "medium-error" }] },
         { kind: "memory", sizeBytes: 1 * MiB, lun: 1, readOnly: true },
@@ -133,10 +142,20 @@ describe("storvsc ↔ storvsp", () => {
     const [d0, d1] = drv.disks as [ScsiDisk, ScsiDisk];
     await expect(sys.run(d0.read(105, 1))).rejects.toBeInstanceOf(MediumError);
     await expect(sys.run(d1.write(0, new Uint8Array(512)))).rejects.toBeInstanceOf(DataProtectError);
-    await expect(sys.run(d0.read(Number(d0.capacityBlocks), 1))).rejects.toThrow();
+    // A read past the end never reaches the host: the guest's block layer
+    // refuses it (the host's 05/21/00 → IllegalRequestError is the shrink test below).
+    const requests = host.counters.requests;
+    const past = await sys.run(d0.read(Number(d0.capacityBlocks), 1)).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(past).toBeInstanceOf(InvalidArgumentError);
+    expect((past as InvalidArgumentError).field).toBe(`${d0.name} read lba + count`);
+    expect((past as InvalidArgumentError).value).toBe(2049n);
+    expect((past as InvalidArgumentError).limit).toBe("exceeds the capacity of 2048 blocks");
+    expect(host.counters.requests).toBe(requests);
     await sys.run(d0.write(5, new Uint8Array(512).fill(7)));
     expect((await sys.run(d0.read(5, 1)))[0]).toBe(7);
-    expect(IllegalRequestError).toBeDefined();
   });
 
   it("a disk added at run time appears after ENUMERATE_BUS and works", async () => {
@@ -149,5 +168,68 @@ describe("storvsc ↔ storvsp", () => {
     const d3 = drv.disks[1]!;
     await sys.run(d3.write(10, new Uint8Array(1024).fill(3)));
     expect((await sys.run(d3.read(10, 2))).every((x) => x === 3)).toBe(true);
+  });
+  it("a disk grown by the host (resizeDisk): the next I/O gets 06/2A/09, the guest rescans, capacityBlocks is the new size, I/O past the old end works", async () => {
+    const { sys, drv, host } = await boot({ disks: [{ kind: "memory", sizeBytes: 1 * MiB, lun: 0 }] });
+    const d = drv.disks[0]!;
+    expect(d.capacityBlocks).toBe(2048n);
+    const data = Uint8Array.from({ length: 8 * 512 }, (_, i) => (i * 13 + 1) & 0xff);
+    await sys.run(d.write(0, data));
+    const rescans: RescanResult[] = [];
+    drv.onRescan((r) => rescans.push(r));
+    const retries = drv.stats.unitAttentionRetries;
+
+    host.resizeDisk(0, 4 * MiB);
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    // Nothing announced it: the guest still has the old size until it talks to the disk.
+    expect(d.capacityBlocks).toBe(2048n);
+    expect(rescans).toHaveLength(0);
+    // This read gets UNIT ATTENTION 2A/09, the driver rescans, then retries it: it succeeds.
+    expect(await sys.run(d.read(0, 8))).toEqual(data);
+    expect(host.counters.errors["unit-attention"]).toBe(1);
+    expect(drv.stats.unitAttentionRetries).toBe(retries + 1);
+    expect(rescans).toHaveLength(1);
+    expect(rescans[0]!.resized).toEqual([{ disk: d, oldBlocks: 2048n, newBlocks: 8192n }]);
+    expect(rescans[0]!.added).toEqual([]);
+    expect(rescans[0]!.removed).toEqual([]);
+    expect(drv.disks).toEqual([d]);
+    expect(d.capacityBlocks).toBe(8192n);
+    expect(d.capacityBytes).toBe(BigInt(4 * MiB));
+    // Past the old end (2048 blocks), up to the new last block.
+    const tail = Uint8Array.from({ length: 16 * 512 }, (_, i) => (i * 7 + 3) & 0xff);
+    await sys.run(d.write(8192 - 16, tail));
+    expect(await sys.run(d.read(8192 - 16, 16))).toEqual(tail);
+    await sys.run(d.write(3000, data));
+    expect(await sys.run(d.read(3000, 8))).toEqual(data);
+    expect(host.lunAt(0)!.stats.errors).toBe(1);
+  });
+
+  it("a disk shrunk under a request: the retried command's 05/21/00 arrives as IllegalRequestError, and the new end holds", async () => {
+    const { sys, drv, host } = await boot({ disks: [{ kind: "memory", sizeBytes: 2 * MiB, lun: 0 }] });
+    const d = drv.disks[0]!;
+    expect(d.capacityBlocks).toBe(4096n);
+    host.resizeDisk(0, 1 * MiB);
+    // In range for the guest when issued; after the UNIT ATTENTION and the
+    // rescan the same READ is past the end, and the host says so.
+    const e = await sys.run(d.read(3000, 4)).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(IllegalRequestError);
+    const ir = e as IllegalRequestError;
+    expect([ir.senseKey, ir.asc, ir.ascq]).toEqual([0x05, 0x21, 0x00]);
+    expect(ir.lun).toBe(0);
+    expect(ir.lba).toBe(3000n);
+    expect(ir.command).toBe("READ(10)");
+    expect(ir.srbStatus).toBe(0x86); // INVALID_REQUEST | AUTOSENSE_VALID
+    expect(ir.scsiStatus).toBe(0x02);
+    expect(d.capacityBlocks).toBe(2048n);
+    expect(host.counters.errors["unit-attention"]).toBe(1);
+    expect(host.counters.errors["lba-out-of-range"]).toBe(1);
+    // The guest now refuses that range itself, and the blocks that remain work.
+    await expect(sys.run(d.read(3000, 4))).rejects.toBeInstanceOf(InvalidArgumentError);
+    const data = new Uint8Array(512).fill(0x5a);
+    await sys.run(d.write(2047, data));
+    expect(await sys.run(d.read(2047, 1))).toEqual(data);
   });
 });

@@ -6,6 +6,8 @@
  */
 import { describe, expect, it } from "vitest";
 import {
+  READ_TYPE,
+  UNKNOWN_TYPE,
   VMSTOR_PROTO_VERSION_WIN10,
   VMSTOR_PROTO_VERSION_WIN7,
   VMSTOR_PROTO_VERSION_WIN8,
@@ -16,17 +18,43 @@ import {
   VSTOR_OPERATION_QUERY_PROPERTIES,
   VSTOR_OPERATION_QUERY_PROTOCOL_VERSION,
   VSTOR_OPERATION_RESET_BUS,
+  buildReadCdb,
   buildTestUnitReadyCdb,
   encodeVstorPacket,
+  makeExecuteSrbPacket,
   makeVstorRequestPacket,
 } from "../../../../drivers/storvsc/protocol/index.js";
-import { bootStorvsp, hex, toHex } from "./harness.js";
+import { bootStorvsp, hex, pattern, toHex, type ScriptedGuest } from "./harness.js";
 
 const Z = (n: number): string => "00 ".repeat(n);
 const MEM = { kind: "memory", sizeBytes: 1 << 20 } as const;
 
 function version(v: number) {
   return makeVstorRequestPacket(VSTOR_OPERATION_QUERY_PROTOCOL_VERSION, { kind: "version", version: { majorMinor: v, revision: 0 } });
+}
+
+function createSubChannels(n: number) {
+  return makeVstorRequestPacket(VSTOR_OPERATION_CREATE_SUB_CHANNELS, { kind: "sub-channels", subChannelCount: n });
+}
+
+/** The whole 64-byte COMPLETE_IO for a refused control request: status 0xC0000184 STATUS_INVALID_DEVICE_STATE (LE at offset 8), union zero. */
+const INVALID_STATE_COMPLETION = toHex(hex(`01 00 00 00 | 00 00 00 00 | 84 01 00 c0 | ${Z(52)}`));
+
+/** Sub-channels offered so far, once every offer in flight has arrived. */
+async function offered(g: ScriptedGuest): Promise<number> {
+  await g.settle();
+  return g.primary.subchannels.length;
+}
+
+/** A full 64-byte EXECUTE_SRB at 6.2, then cut or zero-extended to `n` bytes (the ring pads it to 8). */
+function srbOfSize(n: number, cdb: Uint8Array, dataIn: number, dataTransferLength: number): Uint8Array {
+  const full = encodeVstorPacket(
+    makeExecuteSrbPacket({ protocolVersion: VMSTOR_PROTO_VERSION_WIN10, cdb, dataIn, dataTransferLength, lun: 0, pathId: 0, targetId: 0 }),
+    VMSTOR_PROTO_VERSION_WIN10,
+  );
+  const out = new Uint8Array(n);
+  out.set(full.subarray(0, Math.min(n, full.length)));
+  return out;
 }
 
 describe("storvsp handshake (§4)", () => {
@@ -142,5 +170,103 @@ describe("storvsp handshake (§4)", () => {
     const r = await g.run(pending);
     expect(r.srb.srbStatus).toBe(0x01);
     expect(r.packet.status).toBe(0);
+  });
+  it("CREATE_SUB_CHANNELS in state begin: INVALID_DEVICE_STATE, state kept, nothing offered", async () => {
+    const g = await bootStorvsp({ disks: [MEM] });
+    const c = await g.control(createSubChannels(1));
+    expect(toHex(c)).toBe(INVALID_STATE_COMPLETION);
+    expect(g.vsp.state).toBe("begin");
+    expect(await offered(g)).toBe(0);
+    expect(g.vsp.counters.errors["invalid-device-state"]).toBe(1);
+    // The refusal changed nothing: the handshake still runs from the start.
+    await g.handshake();
+    expect(g.vsp.state).toBe("ready");
+  });
+
+  it("CREATE_SUB_CHANNELS in query-version and query-properties: INVALID_DEVICE_STATE, state kept, nothing offered", async () => {
+    const g = await bootStorvsp({ disks: [MEM] });
+    await g.control(makeVstorRequestPacket(VSTOR_OPERATION_BEGIN_INITIALIZATION));
+    expect(g.vsp.state).toBe("query-version");
+    expect(toHex(await g.control(createSubChannels(1)))).toBe(INVALID_STATE_COMPLETION);
+    expect(g.vsp.state).toBe("query-version");
+    await g.control(version(VMSTOR_PROTO_VERSION_WIN10));
+    expect(g.vsp.state).toBe("query-properties");
+    expect(toHex(await g.control(createSubChannels(1)))).toBe(INVALID_STATE_COMPLETION);
+    expect(g.vsp.state).toBe("query-properties");
+    expect(await offered(g)).toBe(0);
+    expect(g.vsp.counters.errors["invalid-device-state"]).toBe(2);
+  });
+
+  it("CREATE_SUB_CHANNELS on a sub-channel: INVALID_DEVICE_STATE, no further offer, the sub-channel keeps working", async () => {
+    const g = await bootStorvsp({ disks: [MEM] });
+    await g.handshake(VMSTOR_PROTO_VERSION_WIN10, 1);
+    const [sub] = await g.openSubchannels(1);
+    expect(await offered(g)).toBe(1);
+    const c = await g.control(createSubChannels(2), sub!);
+    expect(toHex(c)).toBe(INVALID_STATE_COMPLETION);
+    expect(await offered(g)).toBe(1);
+    expect(g.vsp.state).toBe("ready");
+    expect(g.vsp.counters.errors["invalid-device-state"]).toBe(1);
+    // Refused, not fatal: the sub-channel still serves I/O.
+    const tur = await g.srb(buildTestUnitReadyCdb(), { channel: sub! });
+    expect(tur.srb.srbStatus).toBe(0x01);
+    expect(sub!.rescinded).toBe(false);
+    // The same request on the primary is accepted.
+    expect(toHex((await g.control(createSubChannels(2))).subarray(8, 12))).toBe("00 00 00 00");
+    expect(await offered(g)).toBe(2);
+  });
+
+  it("CREATE_SUB_CHANNELS after a 4.2 (WIN7) handshake: INVALID_DEVICE_STATE (multichannel needs 5.1), nothing offered", async () => {
+    const g = await bootStorvsp({ disks: [MEM] });
+    await g.handshake(VMSTOR_PROTO_VERSION_WIN7);
+    expect(g.vsp.state).toBe("ready");
+    expect(g.vsp.protocolVersion).toBe(VMSTOR_PROTO_VERSION_WIN7);
+    const c = await g.control(createSubChannels(1));
+    expect(toHex(c)).toBe(INVALID_STATE_COMPLETION);
+    expect(g.vsp.state).toBe("ready");
+    expect(await offered(g)).toBe(0);
+    expect(g.vsp.counters.errors["invalid-device-state"]).toBe(1);
+  });
+
+  it("sizes EXECUTE_SRB completions from the request at 6.2: 48/50/56/64/72 → 48/56/56/64/64 (TEST UNIT READY, READ, a failed READ)", async () => {
+    const g = await bootStorvsp({ disks: [MEM] });
+    await g.handshake(VMSTOR_PROTO_VERSION_WIN10);
+    const data = pattern(4096, 5);
+    await g.vsp.lunAt(0)!.disk.base.write(16, data);
+    const sizes = [48, 50, 56, 64, 72];
+    const tur: number[] = [];
+    const read: number[] = [];
+    const failed: number[] = [];
+    for (const n of sizes) {
+      // No data: an inband packet.
+      const t = await g.run(g.primary.sendRequest(srbOfSize(n, buildTestUnitReadyCdb(), UNKNOWN_TYPE, 0)));
+      tur.push(t.data.length);
+      // COMPLETE_IO, status SUCCESS; SRB length 0x34, srb SUCCESS, scsi GOOD.
+      expect(toHex(t.data.subarray(0, 16))).toBe("01 00 00 00 00 00 00 00 00 00 00 00 34 00 01 00");
+
+      // 8 blocks through one GPA range: below 64 bytes the long path, from 64 the fast one.
+      const range = g.allocBuffer(4096);
+      const r = await g.run(g.primary.sendPacketMpbDesc([range], srbOfSize(n, buildReadCdb(10, 16n, 8), READ_TYPE, 4096)));
+      read.push(r.data.length);
+      expect(toHex(r.data.subarray(8, 16))).toBe("00 00 00 00 34 00 01 00");
+      expect(new DataView(r.data.buffer, r.data.byteOffset).getUint32(24, true)).toBe(4096);
+      expect(Buffer.from(g.readBuffer(range)).equals(Buffer.from(data))).toBe(true);
+      g.freeBuffer(range);
+
+      // Past the end (2048 blocks): CHECK CONDITION with 05/21/00 sense at offset 28, inside even 48 bytes.
+      const range2 = g.allocBuffer(512);
+      const e = await g.run(g.primary.sendPacketMpbDesc([range2], srbOfSize(n, buildReadCdb(10, 2048n, 1), READ_TYPE, 512)));
+      failed.push(e.data.length);
+      expect(toHex(e.data.subarray(8, 16))).toBe("85 01 00 c0 34 00 86 02"); // STATUS_IO_DEVICE_ERROR; INVALID_REQUEST|AUTOSENSE, CHECK CONDITION
+      expect(toHex(e.data.subarray(28, 31))).toBe("70 00 05");
+      expect(toHex(e.data.subarray(40, 42))).toBe("21 00");
+      g.freeBuffer(range2);
+    }
+    expect(tur).toEqual([48, 56, 56, 64, 64]);
+    expect(read).toEqual([48, 56, 56, 64, 64]);
+    expect(failed).toEqual([48, 56, 56, 64, 64]);
+    expect(g.vsp.counters.requests).toBe(15);
+    expect(g.vsp.counters.completions).toBe(4 + 15);
+    expect(g.primary.rescinded).toBe(false);
   });
 });
