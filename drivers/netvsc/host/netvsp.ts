@@ -8,8 +8,12 @@
  *   unsupported version is answered with status NONE and the guest may try
  *   again); after a successful INIT, NDIS_CONFIG, NDIS_VER, SEND_RECV_BUF and
  *   SEND_SEND_BUF in any order, each at most once (a duplicate is fatal);
- *   NVSP ≥ v2 needs NDIS_CONFIG before SEND_RECV_BUF. Replies are 28 bytes
- *   below v6.1 and 40 from v6.1 (OV), sent only when the guest asked.
+ *   NVSP ≥ v2 needs NDIS_CONFIG before SEND_RECV_BUF. Init ends when all
+ *   four are in, or when a SEND_RNDIS_PKT arrives with all but the send
+ *   buffer (OV); anything else before that (SUBCHANNEL, OID_QUERY_EX,
+ *   SWITCH_DATA_PATH, a revoke, an early SEND_RNDIS_PKT) is fatal, and so
+ *   is an init message after it. Replies are 28 bytes below v6.1 and 40
+ *   from v6.1 (OV), sent only when the guest asked.
  * - Receive buffer: sub-allocations of 256 + (MTU + 14) + 36 bytes (OV);
  *   ids 0–15 are reserved for RNDIS control responses, the rest are one
  *   pool shared by every queue (a choice: a busy queue can use what an idle
@@ -49,9 +53,11 @@
  * id, control traffic on a subchannel or before the receive buffer, a second
  * RNDIS INITIALIZE, any other RNDIS message before INITIALIZE, RESET,
  * INDICATE_STATUS or SET_EX from the guest. Per-packet errors (bad RNDIS
- * lengths or offsets, unknown RNDIS type, OOB data, frame too long) are
- * answered with SEND_RNDIS_PKT_COMPLETE status FAIL. Nothing escapes into
- * the scheduler: only simulator bugs (non-VmbusSimError) propagate.
+ * lengths or offsets, unknown RNDIS type, OOB data, frame too long, a
+ * PACKET header or PPIs split across GPA ranges) are answered with
+ * SEND_RNDIS_PKT_COMPLETE status FAIL (`lastTxError` keeps the reason).
+ * Nothing escapes into the scheduler: only simulator bugs (non-VmbusSimError)
+ * propagate.
  */
 import { inject, injectable } from "tsyringe";
 import {
@@ -107,8 +113,11 @@ import {
   NETVSC_INVALID_INDEX,
   NETVSC_HASH_KEYLEN,
   ITAB_NUM,
+  NVSP_MSG1_TYPE_SEND_NDIS_VER,
+  NVSP_MSG1_TYPE_SEND_RECV_BUF,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT,
   NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE,
+  NVSP_MSG2_TYPE_SEND_NDIS_CONFIG,
   NVSP_OPENVMM_MAX_MDL_CHAIN_LEN,
   NVSP_PROTOCOL_VERSION_1,
   NVSP_PROTOCOL_VERSION_2,
@@ -167,6 +176,10 @@ import {
   OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES,
   OID_TCP_OFFLOAD_PARAMETERS,
   RNDIS_DF_CONNECTIONLESS,
+  RNDIS_HEADER_SIZE,
+  RNDIS_MSG_PACKET,
+  RNDIS_PACKET_LAYOUT,
+  RNDIS_PACKET_MESSAGE_SIZE,
   RNDIS_MAJOR_VERSION,
   RNDIS_MAX_PKT_DEFAULT,
   RNDIS_MEDIUM_802_3,
@@ -323,9 +336,11 @@ export type NetvspDropReason =
   /** Too many frames waiting for one batch. */
   | "queue-full"
   /** A transmitted RNDIS message failed validation (packet completed with FAIL). */
-  | "tx-invalid";
+  | "tx-invalid"
+  /** A transmitted PACKET's header or PPIs crossed from its first GPA range into the next (§11.1; packet completed with FAIL). */
+  | "tx-header-split";
 
-const DROP_REASONS: readonly NetvspDropReason[] = ["link-down", "not-ready", "filtered", "no-buffer", "ring-full", "queue-full", "tx-invalid"];
+const DROP_REASONS: readonly NetvspDropReason[] = ["link-down", "not-ready", "filtered", "no-buffer", "ring-full", "queue-full", "tx-invalid", "tx-header-split"];
 
 export class NetvspCounters {
   txFrames = 0;
@@ -475,9 +490,18 @@ export class NetvspDevice implements HostChannelHandler {
   readonly counters = new NetvspCounters();
   readonly port: SwitchPort;
   lastFatalError: VmbusSimError | null = null;
+  /** Why the latest SEND_RNDIS_PKT was completed with FAIL (a per-packet error: the channel was kept), for reports and tests. */
+  lastTxError: ProtocolError | null = null;
 
   private nvspVersionValue: number | null = null;
+  /** The §10 init messages taken since INIT, by NVSP name (each at most once). */
   private seen = new Set<string>();
+  /**
+   * §10: set once NDIS_CONFIG (from v2), NDIS_VER and both buffers are in,
+   * or when a SEND_RNDIS_PKT arrives with all but the send buffer. Until
+   * then only the init messages are legal; after it, none of them is.
+   */
+  private initDone = false;
   private recv: ReceiveBuffer | null = null;
   private send: SendBuffer | null = null;
   private freeControl: number[] = [];
@@ -539,6 +563,10 @@ export class NetvspDevice implements HostChannelHandler {
   get nvspVersion(): number | null {
     return this.nvspVersionValue;
   }
+  /** §10: INIT and the rest of NVSP initialization are done (data, subchannels and revokes are legal). */
+  get nvspInitialized(): boolean {
+    return this.initDone;
+  }
   get rndisState(): RndisState {
     return this.rndisStateValue;
   }
@@ -556,6 +584,10 @@ export class NetvspDevice implements HostChannelHandler {
   get receiveBufferLayout(): { readonly subAllocSize: number; readonly count: number; readonly freeData: number; readonly freeControl: number } | null {
     const r = this.recv;
     return r === null ? null : { subAllocSize: r.subAllocSize, count: r.count, freeData: this.freeData.length, freeControl: this.freeControl.length };
+  }
+  /** The offload parameters the guest last set (OID_TCP_OFFLOAD_PARAMETERS), or null before any. */
+  get offloadParameters(): NdisOffloadParams | null {
+    return this.offloadParams;
   }
   /** The RSS indirection table in use (128 queue numbers), or [] when RSS is off. */
   get indirectionTable(): readonly number[] {
@@ -628,6 +660,7 @@ export class NetvspDevice implements HostChannelHandler {
   private reset(): void {
     this.nvspVersionValue = null;
     this.seen = new Set();
+    this.initDone = false;
     this.recv = null;
     this.send = null;
     this.freeControl = [];
@@ -704,19 +737,25 @@ export class NetvspDevice implements HostChannelHandler {
     if (msg.kind !== "init" && this.nvspVersionValue === null) {
       throw this.fatal(w, "msg_type", name, "arrived before a successful INIT (§10: only INIT is legal)");
     }
+    if (msg.kind !== "init") this.checkInitPhase(w, msg.kind, name);
     switch (msg.kind) {
       case "init":
         return this.init(w, p, msg.minProtocolVersion, msg.maxProtocolVersion);
       case "send_ndis_config":
       case "send_ndis_ver":
-        this.once(w, msg.kind);
+        this.once(w, name);
         // §10: an empty completion if one was asked for (the UEFI client needs it).
         if (wantsReply) this.reply(w, p.transId, new Uint8Array(0));
+        this.maybeCompleteInit();
         return;
       case "send_recv_buf":
-        return this.receiveBuffer(w, p, msg.gpadlHandle, msg.id, wantsReply);
+        this.receiveBuffer(w, p, name, msg.gpadlHandle, msg.id, wantsReply);
+        this.maybeCompleteInit();
+        return;
       case "send_send_buf":
-        return this.sendBuffer(w, p, msg.gpadlHandle, wantsReply);
+        this.sendBuffer(w, p, name, msg.gpadlHandle, wantsReply);
+        this.maybeCompleteInit();
+        return;
       case "revoke_recv_buf":
         // §13.8 removal: stop indicating; no completion.
         this.recv = null;
@@ -727,6 +766,7 @@ export class NetvspDevice implements HostChannelHandler {
         this.send = null;
         return;
       case "send_rndis_pkt":
+        if (!this.initDone) this.completeInitByRndis(w, name);
         return this.sendRndisPacket(w, p, msg.channelType, msg.sendBufferSectionIndex, msg.sendBufferSectionSize, wantsReply);
       case "subchn_req":
         return this.allocateSubchannels(w, p, msg.numSubchannels);
@@ -754,7 +794,8 @@ export class NetvspDevice implements HostChannelHandler {
    * for anything else it returns false and the message is decoded in full.
    */
   private takeData(w: QueueWorker, p: IncomingPacket): boolean {
-    if (this.nvspVersionValue === null) return false;
+    // During init a SEND_RNDIS_PKT may end it, or be out of order: `take` decides.
+    if (!this.initDone) return false;
     const off = p.dataOffset;
     if (p.length - off < NVSP_SEND_RNDIS_PKT_SIZE) return false;
     const v = p.view;
@@ -812,6 +853,53 @@ export class NetvspDevice implements HostChannelHandler {
     this.seen.add(what);
   }
 
+  /**
+   * §10 (OV `NetChannel::initialize`): between INIT and the end of init only
+   * the four init messages and SEND_RNDIS_PKT are parsed; SUBCHANNEL,
+   * OID_QUERY_EX, SWITCH_DATA_PATH, the revokes and the rest are fatal —
+   * they name buffers and queues that do not exist yet. After init the four
+   * are fatal (OV's ready state has no case for them): a duplicate says so,
+   * and a send buffer offered after a SEND_RNDIS_PKT ended init without one
+   * comes too late to be used.
+   */
+  private checkInitPhase(w: QueueWorker, kind: NvspMessage["kind"], name: string): void {
+    const initMessage = kind === "send_ndis_config" || kind === "send_ndis_ver" || kind === "send_recv_buf" || kind === "send_send_buf";
+    if (!this.initDone) {
+      if (!initMessage && kind !== "send_rndis_pkt") {
+        throw this.fatal(w, "msg_type", name, "arrived during NVSP initialization (§10: after INIT only SEND_NDIS_CONFIG, SEND_NDIS_VER, SEND_RECV_BUF, SEND_SEND_BUF, then SEND_RNDIS_PKT)");
+      }
+      return;
+    }
+    if (!initMessage) return;
+    if (this.seen.has(name)) throw this.fatal(w, "msg_type", name, "was already received (each init message at most once)");
+    throw this.fatal(w, "msg_type", name, "arrived after NVSP initialization ended (a SEND_RNDIS_PKT ended it; §10: init messages are legal only until then)");
+  }
+
+  /** What init still lacks for RNDIS to start (§10): SEND_NDIS_CONFIG from v2, SEND_NDIS_VER, a receive buffer. */
+  private missingForRndis(): string[] {
+    const missing: string[] = [];
+    if ((this.nvspVersionValue ?? 0) >= NVSP_PROTOCOL_VERSION_2 && !this.seen.has(SEND_NDIS_CONFIG_NAME)) missing.push(SEND_NDIS_CONFIG_NAME);
+    if (!this.seen.has(SEND_NDIS_VER_NAME)) missing.push(SEND_NDIS_VER_NAME);
+    if (this.recv === null) missing.push(SEND_RECV_BUF_NAME);
+    return missing;
+  }
+
+  private maybeCompleteInit(): void {
+    if (!this.initDone && this.send !== null && this.missingForRndis().length === 0) this.initDone = true;
+  }
+
+  /**
+   * §10 OV: a SEND_RNDIS_PKT during init ends it when everything but the
+   * send buffer is in (it carries the RNDIS INITIALIZE); otherwise it is out
+   * of order, which is fatal. Only the primary has an init phase.
+   */
+  private completeInitByRndis(w: QueueWorker, name: string): void {
+    const missing = this.missingForRndis();
+    if (w !== this.primary) throw this.fatal(w, "msg_type", name, "arrived on a subchannel before the primary finished NVSP initialization");
+    if (missing.length > 0) throw this.fatal(w, "msg_type", name, `arrived during NVSP initialization before ${missing.join(", ")} (§10)`);
+    this.initDone = true;
+  }
+
   // ---- §10 initialization -----------------------------------------------------
 
   private init(w: QueueWorker, p: IncomingPacket, min: number, max: number): void {
@@ -835,12 +923,12 @@ export class NetvspDevice implements HostChannelHandler {
     if ((p.flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED) !== 0) this.reply(w, p.transId, reply);
   }
 
-  private receiveBuffer(w: QueueWorker, p: IncomingPacket, gpadl: number, id: number, wantsReply: boolean): void {
-    this.once(w, "send_recv_buf");
+  private receiveBuffer(w: QueueWorker, p: IncomingPacket, name: string, gpadl: number, id: number, wantsReply: boolean): void {
+    this.once(w, name);
     const version = this.nvspVersionValue ?? NVSP_PROTOCOL_VERSION_1;
     // OV: from v2 the MTU comes with NDIS_CONFIG, which must come first.
-    if (version >= NVSP_PROTOCOL_VERSION_2 && !this.seen.has("send_ndis_config")) {
-      throw this.fatal(w, "msg_type", "SEND_RECV_BUF", "needs SEND_NDIS_CONFIG first from NVSP v2 on");
+    if (version >= NVSP_PROTOCOL_VERSION_2 && !this.seen.has(SEND_NDIS_CONFIG_NAME)) {
+      throw this.fatal(w, "msg_type", name, `needs ${SEND_NDIS_CONFIG_NAME} first from NVSP v2 on`);
     }
     const view = w.channel.gpadl(gpadl); // unknown / foreign GPADL → ProtocolError → fatal
     const subAllocSize = NETVSP_RX_HEADER_ROOM + this.config.mtu + ETH_HLEN + NETVSP_RX_FOOTER;
@@ -861,8 +949,8 @@ export class NetvspDevice implements HostChannelHandler {
     this.reply(w, p.transId, this.nvsp({ kind: "send_recv_buf_complete", status, sections }));
   }
 
-  private sendBuffer(w: QueueWorker, p: IncomingPacket, gpadl: number, wantsReply: boolean): void {
-    this.once(w, "send_send_buf");
+  private sendBuffer(w: QueueWorker, p: IncomingPacket, name: string, gpadl: number, wantsReply: boolean): void {
+    this.once(w, name);
     const view = w.channel.gpadl(gpadl);
     const sections = Math.floor(view.length / NETVSP_SEND_SECTION_SIZE);
     const status = sections > 0 ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL;
@@ -930,13 +1018,25 @@ export class NetvspDevice implements HostChannelHandler {
       return;
     }
     this.counters.txPackets++;
-    const status = this.transmit(w, at, length);
+    let status: number;
+    const split = this.txPieces > 1 ? this.splitRndisHeader(at, length) : null;
+    if (split !== null) {
+      this.txCopies.unreserve(at);
+      this.lastTxError = split;
+      this.counters.drops["tx-header-split"]++;
+      status = NVSP_STAT_FAIL;
+    } else {
+      status = this.transmit(w, at, length);
+    }
     if (status !== NVSP_STAT_SUCCESS) this.counters.txPacketsFailed++;
     if (wantsReply) this.reply(w, packetTransId(p), this.rndisPktComplete(status));
   }
 
   /** Where `gather` put the bytes (in `txCopies`' current chunk). */
   private txAt = 0;
+  /** End (from `txAt`) of each piece `gather` joined — the section's bytes, then each GPA range — and their number. */
+  private txPieceEnds = new Uint32Array(8);
+  private txPieces = 0;
 
   /**
    * Copies the RNDIS bytes of a SEND_RNDIS_PKT — the section's used bytes,
@@ -958,9 +1058,12 @@ export class NetvspDevice implements HostChannelHandler {
     }
     let views: PagedView[] | null = null;
     let total = sectionBytes;
+    let pieces = 0;
+    if (section !== null) this.txPieceEnds[pieces++] = sectionBytes;
     if (p.type === VM_PKT_DATA_USING_GPA_DIRECT) {
       const list = w.ranges.parse(p).toRanges();
       views = [];
+      if (this.txPieceEnds.length < list.length + 1) this.txPieceEnds = new Uint32Array(2 * (list.length + 1));
       for (let i = 0; i < list.length; i++) {
         const range = list[i];
         if (range === undefined) continue;
@@ -968,8 +1071,10 @@ export class NetvspDevice implements HostChannelHandler {
         const view = w.channel.gpaRange(range, `SEND_RNDIS_PKT range ${i}`);
         views.push(view);
         total += view.length;
+        this.txPieceEnds[pieces++] = total;
       }
     }
+    this.txPieces = pieces;
     const arena = this.txCopies;
     const at = arena.reserve(total);
     this.txAt = at;
@@ -982,6 +1087,51 @@ export class NetvspDevice implements HostChannelHandler {
       }
     }
     return total;
+  }
+
+  /**
+   * §11.1: a PACKET's header, `rndis_packet` and PPIs must lie in the one
+   * piece — send-buffer section or GPA range — its message starts in. OV
+   * reads them from that range only (the spec quotes its error "rndis
+   * headers missing or split across a page"), which is why Linux since May
+   * 2025 sends one range per contiguous chunk instead of one per page: a
+   * header straddling a page boundary was refused. One range may span pages;
+   * two ranges never join. Joining the pieces first, as `gather` does, would
+   * hide the split. Control messages are exempt: Linux splits them at a page
+   * boundary (§11.1) and OV reads them through all ranges.
+   * Returns the error for the first message that crosses, or null. A message
+   * whose lengths are wrong is left to `transmit`, which fails it anyway.
+   */
+  private splitRndisHeader(at: number, length: number): ProtocolError | null {
+    const dv = this.txCopies.dataView;
+    const ends = this.txPieceEnds;
+    let piece = 0;
+    for (let off = 0, index = 0; off + RNDIS_HEADER_SIZE <= length; index++) {
+      const type = dv.getUint32(at + off, true);
+      const msgLen = dv.getUint32(at + off + 4, true);
+      if (msgLen < RNDIS_HEADER_SIZE || msgLen > length - off) return null;
+      if (type === RNDIS_MSG_PACKET) {
+        let end = off + RNDIS_PACKET_MESSAGE_SIZE;
+        if (msgLen >= RNDIS_PACKET_MESSAGE_SIZE) {
+          const ppiOffset = dv.getUint32(at + off + RNDIS_PACKET_LAYOUT.per_pkt_info_offset.offset, true);
+          const ppiLen = dv.getUint32(at + off + RNDIS_PACKET_LAYOUT.per_pkt_info_len.offset, true);
+          if (ppiLen !== 0) end = Math.max(end, off + RNDIS_HEADER_SIZE + ppiOffset + ppiLen);
+        }
+        end = Math.min(end, off + msgLen);
+        while ((ends[piece] as number) <= off) piece++;
+        const pieceEnd = ends[piece] as number;
+        if (end > pieceEnd) {
+          return new ProtocolError(
+            "RNDIS",
+            `PACKET ${index} header and PPI bytes`,
+            end - off,
+            `must lie in the GPA range (or section) the message starts in, which holds ${pieceEnd - off} of them (§11.1: no header split across ranges)`,
+          );
+        }
+      }
+      off += msgLen;
+    }
+    return null;
   }
 
   private countRndis(kind: string): void {
@@ -1058,6 +1208,7 @@ export class NetvspDevice implements HostChannelHandler {
       }
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
+      this.lastTxError = e;
       this.counters.drops["tx-invalid"]++;
       return NVSP_STAT_FAIL;
     }
@@ -1115,6 +1266,7 @@ export class NetvspDevice implements HostChannelHandler {
     } catch (e) {
       // Bad lengths/offsets or an unknown type: this request fails (§14 per-packet).
       if (!(e instanceof ProtocolError)) throw e;
+      this.lastTxError = e;
       this.countRndis("invalid");
       return NVSP_STAT_FAIL;
     }
@@ -1268,7 +1420,7 @@ export class NetvspDevice implements HostChannelHandler {
       case OID_GEN_RCV_OK:
         return ok(u32s(this.counters.rxFrames >>> 0));
       case OID_GEN_XMIT_ERROR:
-        return ok(u32s(this.counters.drops["tx-invalid"] >>> 0));
+        return ok(u32s((this.counters.drops["tx-invalid"] + this.counters.drops["tx-header-split"]) >>> 0));
       case OID_GEN_RCV_ERROR:
         return ok(u32s(0));
       case OID_GEN_RCV_NO_BUFFER:
@@ -1672,6 +1824,9 @@ function u64(value: number): Uint8Array {
 /** SEND_RNDIS_PKT's body ends at 16. */
 const NVSP_SEND_RNDIS_PKT_SIZE = 16;
 const SEND_RNDIS_PKT_NAME = nvspMessageTypeName(NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+const SEND_NDIS_CONFIG_NAME = nvspMessageTypeName(NVSP_MSG2_TYPE_SEND_NDIS_CONFIG);
+const SEND_NDIS_VER_NAME = nvspMessageTypeName(NVSP_MSG1_TYPE_SEND_NDIS_VER);
+const SEND_RECV_BUF_NAME = nvspMessageTypeName(NVSP_MSG1_TYPE_SEND_RECV_BUF);
 
 /** The packet's transaction id, as a number when it is one (no BigInt on the data path). */
 function packetTransId(p: IncomingPacket): TransId {

@@ -63,9 +63,82 @@ import {
   formatPacketFilter,
   oidName,
 } from "../../../drivers/netvsc/protocol/index.js";
+import * as netProtocol from "../../../drivers/netvsc/protocol/index.js";
 import { FC_RUNS, FUZZ_RUNS, bytesOf, expectTypedError, hexOf, onlyTypedErrors, thrown, utf16, zeros } from "./helpers.js";
 
+/** storvsc-netvsc.md §13.5, copied by hand: every OID the spec lists, with its value. */
+const SPEC_13_5_OIDS: readonly (readonly [string, number])[] = [
+  // General
+  ["OID_GEN_SUPPORTED_LIST", 0x00010101],
+  ["OID_GEN_HARDWARE_STATUS", 0x00010102],
+  ["OID_GEN_MEDIA_SUPPORTED", 0x00010103],
+  ["OID_GEN_MEDIA_IN_USE", 0x00010104],
+  ["OID_GEN_MAXIMUM_LOOKAHEAD", 0x00010105],
+  ["OID_GEN_MAXIMUM_FRAME_SIZE", 0x00010106],
+  ["OID_GEN_LINK_SPEED", 0x00010107],
+  ["OID_GEN_TRANSMIT_BUFFER_SPACE", 0x00010108],
+  ["OID_GEN_RECEIVE_BUFFER_SPACE", 0x00010109],
+  ["OID_GEN_TRANSMIT_BLOCK_SIZE", 0x0001010a],
+  ["OID_GEN_RECEIVE_BLOCK_SIZE", 0x0001010b],
+  ["OID_GEN_VENDOR_ID", 0x0001010c],
+  ["OID_GEN_VENDOR_DESCRIPTION", 0x0001010d],
+  ["OID_GEN_CURRENT_PACKET_FILTER", 0x0001010e],
+  ["OID_GEN_CURRENT_LOOKAHEAD", 0x0001010f],
+  ["OID_GEN_DRIVER_VERSION", 0x00010110],
+  ["OID_GEN_MAXIMUM_TOTAL_SIZE", 0x00010111],
+  ["OID_GEN_PROTOCOL_OPTIONS", 0x00010112],
+  ["OID_GEN_MAC_OPTIONS", 0x00010113],
+  ["OID_GEN_MEDIA_CONNECT_STATUS", 0x00010114],
+  ["OID_GEN_MAXIMUM_SEND_PACKETS", 0x00010115],
+  ["OID_GEN_VENDOR_DRIVER_VERSION", 0x00010116],
+  ["OID_GEN_NETWORK_LAYER_ADDRESSES", 0x00010118],
+  ["OID_GEN_TRANSPORT_HEADER_OFFSET", 0x00010119],
+  ["OID_GEN_RECEIVE_SCALE_CAPABILITIES", 0x00010203],
+  ["OID_GEN_RECEIVE_SCALE_PARAMETERS", 0x00010204],
+  ["OID_GEN_MAX_LINK_SPEED", 0x00010206],
+  ["OID_GEN_LINK_STATE", 0x00010207],
+  ["OID_GEN_LINK_PARAMETERS", 0x00010208],
+  ["OID_GEN_INTERRUPT_MODERATION", 0x00010209],
+  ["OID_GEN_MACHINE_NAME", 0x0001021a],
+  ["OID_GEN_RNDIS_CONFIG_PARAMETER", 0x0001021b],
+  ["OID_GEN_VLAN_ID", 0x0001021c],
+  // Statistics
+  ["OID_GEN_XMIT_OK", 0x00020101],
+  ["OID_GEN_RCV_OK", 0x00020102],
+  ["OID_GEN_XMIT_ERROR", 0x00020103],
+  ["OID_GEN_RCV_ERROR", 0x00020104],
+  ["OID_GEN_RCV_NO_BUFFER", 0x00020105],
+  ["OID_GEN_BYTES_RCV", 0x00020219],
+  ["OID_GEN_BYTES_XMIT", 0x0002021a],
+  ["OID_GEN_FRIENDLY_NAME", 0x00020216],
+  // 802.3
+  ["OID_802_3_PERMANENT_ADDRESS", 0x01010101],
+  ["OID_802_3_CURRENT_ADDRESS", 0x01010102],
+  ["OID_802_3_MULTICAST_LIST", 0x01010103],
+  ["OID_802_3_MAXIMUM_LIST_SIZE", 0x01010104],
+  ["OID_802_3_MAC_OPTIONS", 0x01010105],
+  ["OID_OFFLOAD_ENCAPSULATION", 0x0101010a],
+  ["OID_802_3_RCV_ERROR_ALIGNMENT", 0x01020101],
+  ["OID_802_3_XMIT_ONE_COLLISION", 0x01020102],
+  ["OID_802_3_XMIT_MORE_COLLISIONS", 0x01020103],
+  // Offload
+  ["OID_TCP_OFFLOAD_CURRENT_CONFIG", 0xfc01020b],
+  ["OID_TCP_OFFLOAD_PARAMETERS", 0xfc01020c],
+  ["OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES", 0xfc01020d],
+  ["OID_TCP_CONNECTION_OFFLOAD_CURRENT_CONFIG", 0xfc01020e],
+  ["OID_TCP_CONNECTION_OFFLOAD_HARDWARE_CAPABILITIES", 0xfc01020f],
+];
+
 describe("OIDs and packet filter", () => {
+  it("every OID value listed in spec §13.5 equals the exported constant of that name, and oidName names it back", () => {
+    expect(SPEC_13_5_OIDS.length).toBe(55);
+    const exported = netProtocol as unknown as Record<string, unknown>;
+    const mismatches = SPEC_13_5_OIDS.filter(([name, value]) => exported[name] !== value || oidName(value) !== name);
+    expect(mismatches).toEqual([]);
+    // No two spec names share a value (a copy-paste slip in the constants would show here).
+    expect(new Set(SPEC_13_5_OIDS.map(([, v]) => v)).size).toBe(SPEC_13_5_OIDS.length);
+  });
+
   it("names OIDs with their Linux names", () => {
     expect(oidName(OID_TCP_OFFLOAD_PARAMETERS)).toBe("OID_TCP_OFFLOAD_PARAMETERS");
     expect(oidName(0x00010106)).toBe("OID_GEN_MAXIMUM_FRAME_SIZE");
