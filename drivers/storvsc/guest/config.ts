@@ -89,10 +89,13 @@ export const MAX_MULTIPAGE_BUFFER_PACKET = 0x18 + 8 + 32 * 8;
 export const STORVSC_CMD_PER_LUN = 2048;
 /** sd's `SD_MAX_RETRIES`: how often a command is retried after a UNIT ATTENTION. */
 export const SD_MAX_RETRIES = 5;
-/** `STORVSC_MAX_LUNS_PER_TARGET` (SCSI controller). */
-export const STORVSC_MAX_LUNS_PER_TARGET = 255;
 /** `STORVSC_IDE_MAX_LUNS_PER_TARGET`. */
 export const STORVSC_IDE_MAX_LUNS_PER_TARGET = 64;
+/**
+ * `MAX_SCSI_LUNS` of scsi_scan.c (module parameter `max_luns`): with the
+ * host's max_lun it bounds the sequential LUN scan.
+ */
+export const MAX_SCSI_LUNS = 512;
 
 /**
  * `max_outstanding_req_per_channel` (`storvsc_drv_init`): the ring's data

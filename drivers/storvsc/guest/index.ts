@@ -7,4 +7,4 @@ export * from "./config.js";
 export * from "./errors.js";
 export * from "./channel-select.js";
 export { ScsiDisk, type ScsiDiskCapacity, type ScsiDiskHost, type ScsiDiskIdentity, type ScsiRequest as ScsiDiskRequest, type ScsiResult as ScsiDiskResult } from "./scsi-disk.js";
-export { StorvscDriver, StorvscStats, type RescanListener, type RescanResult } from "./storvsc-driver.js";
+export { StorvscDriver, StorvscStats, type RescanError, type RescanListener, type RescanResult } from "./storvsc-driver.js";

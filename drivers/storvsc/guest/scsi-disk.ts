@@ -153,6 +153,8 @@ class ResultBuffers {
 /** A FIFO of command slots (the disk's queue depth). */
 class CommandSlots {
   private used = 0;
+  /** Commands that found every slot taken and waited (see `ScsiDisk.slotWaits`). */
+  waited = 0;
   private readonly waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
 
   constructor(readonly limit: number) {}
@@ -178,6 +180,7 @@ class CommandSlots {
       this.used++;
       return Promise.resolve();
     }
+    this.waited++;
     return new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
@@ -271,9 +274,21 @@ export class ScsiDisk {
   get gone(): boolean {
     return this.goneKind !== null;
   }
-  /** Commands in flight and waiting for a slot. */
+  /** Commands holding one of the queue slots (sent, or on their way to the channel). */
   get inFlight(): number {
     return this.slots.inUse;
+  }
+  /** Commands waiting now for a queue slot (all `queueDepth` are taken). */
+  get waitingForSlot(): number {
+    return this.slots.waiting;
+  }
+  /**
+   * Commands since the disk appeared that found all `queueDepth` slots
+   * taken and waited for one — the block layer holding a request until the
+   * device has budget again, where Linux waits instead of failing it.
+   */
+  get slotWaits(): number {
+    return this.slots.waited;
   }
 
   /**

@@ -16,9 +16,12 @@
  * 3. if the host supports multichannel: CREATE_SUB_CHANNELS with
  *    min(CPUs − 1, max_channel_cnt), open each offered subchannel as it
  *    arrives (`onSubchannel`, set before the request);
- * 4. scan: REPORT LUNS on target 0 (IDE: the one target its instance GUID
- *    names, LUN 0), INQUIRY each LUN, READ CAPACITY(16) falling back to
- *    (10), one `ScsiDisk` per present direct-access LUN.
+ * 4. scan (`scsi_scan_host`): every path 0..7 and target 0..1 of a SCSI
+ *    controller — INQUIRY LUN 0, REPORT LUNS (or, if refused, a sequential
+ *    INQUIRY of LUN 1, 2, … until one is absent), INQUIRY each listed LUN;
+ *    IDE: LUN 0 of the one target its instance GUID names. READ
+ *    CAPACITY(16) falling back to (10), one `ScsiDisk` per present
+ *    direct-access LUN.
  *
  * Request ids: the channel's requestor hands out ids and frees one only
  * when its completion arrives or the channel closes (there is no "cancel").
@@ -77,6 +80,7 @@ import {
   STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL,
   TYPE_DISK,
   PERIPHERAL_QUALIFIER_CONNECTED,
+  PERIPHERAL_QUALIFIER_NOT_SUPPORTED,
   UNKNOWN_TYPE,
   VMSCSI_REQUEST_LAYOUT,
   VMSTOR_PROTO_VERSION_WIN8,
@@ -122,6 +126,9 @@ import {
   type VmstorageChannelProperties,
   type VstorPacket,
   type VstorPayload,
+  STORVSC_MAX_CHANNELS,
+  STORVSC_MAX_LUNS_PER_TARGET,
+  STORVSC_MAX_TARGETS,
 } from "../protocol/index.js";
 import { StorChannelMap } from "./channel-select.js";
 import {
@@ -129,9 +136,8 @@ import {
   SD_MAX_RETRIES,
   STORVSC_CMD_PER_LUN,
   STORVSC_CONFIG,
-  STORVSC_IDE_MAX_LUNS_PER_TARGET,
   STORVSC_INIT_TIMEOUT_NS,
-  STORVSC_MAX_LUNS_PER_TARGET,
+  MAX_SCSI_LUNS,
   STORVSC_SUBCHANNEL_TIMEOUT_NS,
   resolveStorvscConfig,
   storvscCanQueue,
@@ -166,9 +172,17 @@ export interface RescanResult {
   readonly removed: readonly ScsiDisk[];
   readonly resized: readonly { readonly disk: ScsiDisk; readonly oldBlocks: bigint; readonly newBlocks: bigint }[];
   /** LUNs whose INQUIRY or READ CAPACITY failed; an existing disk there is kept as it was. */
-  readonly errors: readonly { readonly lun: number; readonly error: unknown }[];
+  readonly errors: readonly RescanError[];
   /** The disks after the rescan. */
   readonly disks: readonly ScsiDisk[];
+}
+
+/** A LUN the scan could not probe. */
+export interface RescanError {
+  readonly pathId: number;
+  readonly targetId: number;
+  readonly lun: number;
+  readonly error: unknown;
 }
 
 export type RescanListener = (result: RescanResult) => void;
@@ -313,6 +327,33 @@ interface FoundLun {
   readonly identity: ScsiDiskIdentity;
   readonly capacity: ScsiDiskCapacity;
 }
+
+/** What one scan collects (`doRescan`). */
+interface ScanOutcome {
+  readonly found: Map<string, FoundLun>;
+  /** LUNs whose probe failed: a disk already there is kept. */
+  readonly failed: Set<string>;
+  readonly errors: RescanError[];
+}
+
+/** The INQUIRY of one LUN as the midlayer reads it (`scsi_probe_and_add_lun`). */
+interface LunProbe {
+  /** SCSI_SCAN_LUN_PRESENT: some device (not necessarily a disk) is at the LUN. */
+  readonly present: boolean;
+  /** A direct-access disk (the only type this driver offers), else null. */
+  readonly identity: ScsiDiskIdentity | null;
+  /**
+   * The midlayer's `scsi_level` (SCSI_2 = 3, SCSI_3 = 4) from this answer —
+   * set even when no LU is there, as `scsi_probe_lun` sets the target's
+   * level from LUN 0 either way; 0 (SCSI_UNKNOWN) without usable data.
+   */
+  readonly scsiLevel: number;
+}
+
+/** The midlayer's `scsi_level` of SCSI-3 / SPC, the first that may be scanned past LUN 7. */
+const SCSI_3 = 4;
+/** PDT 0x1F "unknown or no device type": with qualifier 1 it means "no LUN here". */
+const TYPE_UNKNOWN_OR_NONE = 0x1f;
 
 @injectable()
 export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
@@ -1146,27 +1187,9 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
     }
     this.stats.rescans++;
     this.lastRescanError = null;
-    const found = new Map<string, FoundLun>();
-    const failed = new Set<string>();
-    const errors: { lun: number; error: unknown }[] = [];
-    for (const t of this.scanTargets()) {
-      const luns = this.isIde ? [0] : await this.reportLuns(t.pathId, t.targetId);
-      const maxLun = this.isIde ? STORVSC_IDE_MAX_LUNS_PER_TARGET : STORVSC_MAX_LUNS_PER_TARGET;
-      for (const lun of luns) {
-        if (lun > maxLun || lun > 0xff) continue;
-        const k = key(t.pathId, t.targetId, lun);
-        try {
-          const identity = await this.inquiry(t.pathId, t.targetId, lun);
-          if (identity === null) continue;
-          const capacity = await this.readCapacity(t.pathId, t.targetId, lun);
-          found.set(k, { identity, capacity });
-        } catch (e) {
-          if (!(e instanceof ScsiSenseError || e instanceof SrbStatusError || e instanceof ProtocolError)) throw e;
-          failed.add(k);
-          errors.push({ lun, error: e });
-        }
-      }
-    }
+    const scan: ScanOutcome = { found: new Map(), failed: new Set(), errors: [] };
+    for (const t of this.scanTargets()) await this.scanTarget(t.pathId, t.targetId, scan);
+    const { found, failed, errors } = scan;
     if (this.removedReason !== null) return { reason, added: [], removed: [], resized: [], errors, disks: this.disks };
 
     const added: ScsiDisk[] = [];
@@ -1202,17 +1225,94 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
   }
 
   /**
-   * Where to look for LUNs. A SCSI controller: path 0, target 0 (Hyper-V
-   * puts every disk of a controller at target 0, one LUN each; Linux would
-   * probe all 8 channels × 2 ids). IDE: Linux `scsi_add_device(host, 0,
-   * target, 0)` with target = instance GUID bytes 5:4.
+   * The targets `scsi_scan_host` walks: channels (SRB path_id) 0 ..
+   * max_channel and ids 0 .. max_id − 1 — for a SCSI controller
+   * STORVSC_MAX_CHANNELS − 1 = 7 and STORVSC_MAX_TARGETS = 2, so 16 targets,
+   * path-major as the midlayer's loops. Hyper-V itself puts its disks at
+   * path 0 / target 0, but a host may use any of these and Linux finds them.
+   * IDE: only Linux's `scsi_add_device(host, 0, target, 0)`, target =
+   * instance GUID bytes 5:4.
    */
   private scanTargets(): { pathId: number; targetId: number }[] {
     if (this.isIde) {
       const id = this.device.instanceId;
       return [{ pathId: 0, targetId: ((id.byteAt(5) << 8) | id.byteAt(4)) & 0xff }];
     }
-    return [{ pathId: 0, targetId: 0 }];
+    const out: { pathId: number; targetId: number }[] = [];
+    for (let pathId = 0; pathId < STORVSC_MAX_CHANNELS; pathId++) {
+      for (let targetId = 0; targetId < STORVSC_MAX_TARGETS; targetId++) out.push({ pathId, targetId });
+    }
+    return out;
+  }
+
+  /**
+   * `__scsi_scan_target`: LUN 0 first; if the target answered (a LUN there
+   * or qualifier 3 "no LU here, but the target exists"), REPORT LUNS and
+   * each listed LUN up to max_lun, or — REPORT LUNS refused — the
+   * sequential scan. IDE stops after LUN 0.
+   */
+  private async scanTarget(pathId: number, targetId: number, scan: ScanOutcome): Promise<void> {
+    const lun0 = await this.probeLun(pathId, targetId, 0, scan);
+    // No response at LUN 0: Linux skips the target (SCSI_SCAN_NO_RESPONSE).
+    if (lun0 === null || this.isIde) return;
+    const luns = await this.reportLuns(pathId, targetId);
+    if (luns === null) {
+      await this.sequentialLunScan(pathId, targetId, lun0, scan);
+      return;
+    }
+    for (const lun of luns) {
+      // LUN 0 was probed above; Linux's REPORT LUNS scan finds it again as an existing device.
+      if (lun === 0) continue;
+      // scsi_report_lun_scan: "has a LUN larger than allowed by the host adapter".
+      if (lun > STORVSC_MAX_LUNS_PER_TARGET) continue;
+      await this.probeLun(pathId, targetId, lun, scan);
+    }
+  }
+
+  /**
+   * `scsi_sequential_lun_scan` (REPORT LUNS refused): LUN 1, 2, … while each
+   * is present, below min(MAX_SCSI_LUNS, max_lun) — and below 8 unless LUN
+   * 0's answer (present or not: it sets the target's `scsi_level`) said
+   * SCSI-3 or later. storvsc sets neither BLIST_SPARSELUN nor
+   * BLIST_FORCELUN, so the first absent LUN ends the scan.
+   */
+  private async sequentialLunScan(pathId: number, targetId: number, lun0: LunProbe, scan: ScanOutcome): Promise<void> {
+    const maxDevLun = Math.min(MAX_SCSI_LUNS, STORVSC_MAX_LUNS_PER_TARGET);
+    const limit = lun0.scsiLevel < SCSI_3 ? Math.min(8, maxDevLun) : Math.min(256, maxDevLun);
+    for (let lun = 1; lun < limit; lun++) {
+      const p = await this.probeLun(pathId, targetId, lun, scan);
+      if (p === null || !p.present) return;
+    }
+  }
+
+  /**
+   * `scsi_probe_and_add_lun` and sd's capacity read: INQUIRY, then READ
+   * CAPACITY for a disk, into `scan`. Null when the INQUIRY could not be
+   * completed (the failure is recorded; a disk already there is kept).
+   */
+  private async probeLun(pathId: number, targetId: number, lun: number, scan: ScanOutcome): Promise<LunProbe | null> {
+    let p: LunProbe;
+    try {
+      p = await this.inquiry(pathId, targetId, lun);
+    } catch (e) {
+      this.scanFailed(scan, pathId, targetId, lun, e);
+      return null;
+    }
+    if (p.identity === null) return p;
+    try {
+      scan.found.set(key(pathId, targetId, lun), { identity: p.identity, capacity: await this.readCapacity(pathId, targetId, lun) });
+    } catch (e) {
+      // The LUN answered INQUIRY, so it is there (the sequential scan goes on).
+      this.scanFailed(scan, pathId, targetId, lun, e);
+    }
+    return p;
+  }
+
+  /** Records a LUN whose probe failed with a SCSI or protocol error; anything else fails the whole rescan. */
+  private scanFailed(scan: ScanOutcome, pathId: number, targetId: number, lun: number, e: unknown): void {
+    if (!(e instanceof ScsiSenseError || e instanceof SrbStatusError || e instanceof ProtocolError)) throw e;
+    scan.failed.add(key(pathId, targetId, lun));
+    scan.errors.push({ pathId, targetId, lun, error: e });
   }
 
   private scanRequest(pathId: number, targetId: number, lun: number, cdb: Uint8Array, length: number): ScsiRequest {
@@ -1220,45 +1320,59 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
   }
 
   /**
-   * REPORT LUNS with a one-page buffer (511 entries), again with the full
-   * length if the list did not fit. A target that refuses the command is
-   * treated as having LUN 0 only (the sequential-scan start of Linux).
+   * REPORT LUNS with a one-page buffer (511 entries, Linux's default), again
+   * with the full length if the list did not fit. Null when the target
+   * refuses it (any error status, as `scsi_report_lun_scan` returns 1 for a
+   * non-zero result) or its answer is unreadable: the caller then scans
+   * sequentially.
    */
-  private async reportLuns(pathId: number, targetId: number): Promise<number[]> {
+  private async reportLuns(pathId: number, targetId: number): Promise<number[] | null> {
     let length = PAGE_SIZE;
     for (let attempt = 0; attempt < 2; attempt++) {
-      let r: ScsiResult;
+      let list: ReturnType<typeof parseReportLunsData>;
       try {
-        r = await this.runScsi(this.scanRequest(pathId, targetId, 0, buildReportLunsCdb(length), length));
+        const r = await this.runScsi(this.scanRequest(pathId, targetId, 0, buildReportLunsCdb(length), length));
+        list = parseReportLunsData(r.data);
       } catch (e) {
-        if (e instanceof IllegalRequestError || e instanceof SrbStatusError) return [0];
+        if (e instanceof ScsiSenseError || e instanceof SrbStatusError || e instanceof ProtocolError) return null;
         throw e;
       }
-      const list = parseReportLunsData(r.data);
       if (!list.truncated || attempt === 1) return [...new Set(list.luns)].sort((a, b) => a - b);
       length = REPORT_LUNS_HEADER_LENGTH + list.lunListLength;
     }
-    return [0];
+    return null;
   }
 
   /**
-   * Standard INQUIRY (36 bytes). Null when there is no disk: peripheral
-   * qualifier ≠ 0 (0x7F = "no LU here") or a type other than direct access.
-   * Linux forces INQUIRY completions to SUCCESS whatever the host says
-   * (§5.2 quirk), so a failed INQUIRY is "nothing there" as well.
+   * Standard INQUIRY (36 bytes), read as the midlayer does. Not present:
+   * qualifier 3 (0x7F, "no LU here") or qualifier 1 with type 0x1F. Present
+   * but not a disk: any other type (no `ScsiDisk`, yet the LUN counts for
+   * the sequential scan). Linux forces INQUIRY completions to SUCCESS
+   * whatever the host says (§5.2 quirk), so a failed INQUIRY — or one of
+   * fewer than 5 bytes — is "nothing there", with the target answering.
    */
-  private async inquiry(pathId: number, targetId: number, lun: number): Promise<ScsiDiskIdentity | null> {
+  private async inquiry(pathId: number, targetId: number, lun: number): Promise<LunProbe> {
     let r: ScsiResult;
     try {
       r = await this.runScsi(this.scanRequest(pathId, targetId, lun, buildInquiryCdb(STANDARD_INQUIRY_SHORT_LENGTH), STANDARD_INQUIRY_SHORT_LENGTH));
     } catch (e) {
-      if (e instanceof ScsiSenseError || e instanceof SrbStatusError) return null;
+      if (e instanceof ScsiSenseError || e instanceof SrbStatusError) return NOT_PRESENT;
       throw e;
     }
-    if (r.data.length < 5) return null;
+    if (r.data.length < 5) return NOT_PRESENT;
     const d = parseStandardInquiryData(r.data);
-    if (d.peripheralQualifier !== PERIPHERAL_QUALIFIER_CONNECTED || d.peripheralDeviceType !== TYPE_DISK) return null;
-    return { pathId, targetId, lun, vendor: d.vendor, product: d.product, revision: d.revision, scsiLevel: d.version };
+    // scsi_probe_lun: the version's low nibble, one up from SCSI-2 on (and for SCSI-1 CCS).
+    const ansi = d.version & 0x0f;
+    const scsiLevel = ansi >= 2 || (ansi === 1 && d.responseDataFormat === 1) ? ansi + 1 : ansi;
+    const q = d.peripheralQualifier;
+    if (q === PERIPHERAL_QUALIFIER_NOT_SUPPORTED || (q === 1 && d.peripheralDeviceType === TYPE_UNKNOWN_OR_NONE)) {
+      return { present: false, identity: null, scsiLevel };
+    }
+    const identity =
+      q === PERIPHERAL_QUALIFIER_CONNECTED && d.peripheralDeviceType === TYPE_DISK
+        ? { pathId, targetId, lun, vendor: d.vendor, product: d.product, revision: d.revision, scsiLevel: d.version }
+        : null;
+    return { present: true, identity, scsiLevel };
   }
 
   /** READ CAPACITY(16), or (10) when the disk refuses (16) — sd's `read_capacity_16` → `read_capacity_10`. */
@@ -1311,6 +1425,8 @@ export class StorvscDriver implements VmbusDriver, ScsiDiskHost {
     });
   }
 }
+
+const NOT_PRESENT: LunProbe = { present: false, identity: null, scsiLevel: 0 };
 
 function key(pathId: number, targetId: number, lun: number): string {
   return `${pathId}:${targetId}:${lun}`;

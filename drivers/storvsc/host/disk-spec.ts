@@ -15,6 +15,7 @@
  * (`disks[2].latency.readNs`), the value and the rule.
  */
 import { InvalidArgumentError, VmbusSimError } from "../../../core/index.js";
+import { STORVSC_MAX_CHANNELS, STORVSC_MAX_LUNS_PER_TARGET, STORVSC_MAX_TARGETS } from "../protocol/index.js";
 import { type DiskBackend, isValidBlockSize } from "./disk-backend.js";
 import { type DelayScheduler, type DiskFaultRule, type DiskLatencyModel, FaultInjectingDisk, LatencyDisk, ReadOnlyDisk } from "./disk-wrappers.js";
 import { FileDiskBackend } from "./file-disk.js";
@@ -22,11 +23,11 @@ import { SparseMemoryDisk } from "./memory-disk.js";
 
 /** Fields every disk kind takes. */
 export interface DiskSpecCommon {
-  /** SRB path_id (SCSI channel); default 0. */
+  /** SRB path_id (SCSI channel), 0..7 (see `DISK_ADDRESS_LIMITS`); default 0. */
   readonly pathId?: number;
-  /** SRB target_id; default 0. */
+  /** SRB target_id, 0..1; default 0. */
   readonly targetId?: number;
-  /** SRB lun; default: the lowest LUN not yet used at (pathId, targetId). */
+  /** SRB lun, 0..255; default: the lowest LUN not yet used at (pathId, targetId). */
   readonly lun?: number;
   readonly readOnly?: boolean;
   readonly latency?: DiskLatencyModel;
@@ -102,6 +103,30 @@ function optBool(where: string, obj: Json, key: string): boolean | undefined {
   return v;
 }
 
+/**
+ * The addresses a Linux guest scans on a storvsc SCSI controller — the host
+ * template's max_channel (STORVSC_MAX_CHANNELS − 1), max_id
+ * (STORVSC_MAX_TARGETS, ids below it) and max_lun
+ * (STORVSC_MAX_LUNS_PER_TARGET, the REPORT LUNS scan takes it inclusive).
+ * The SRB fields are bytes, but a disk outside these is never scanned: the
+ * guest would not see it, so the config refuses it instead.
+ */
+export const DISK_ADDRESS_LIMITS = {
+  pathId: { max: STORVSC_MAX_CHANNELS - 1, why: "Linux storvsc scans SCSI channels 0..max_channel = STORVSC_MAX_CHANNELS − 1" },
+  targetId: { max: STORVSC_MAX_TARGETS - 1, why: "Linux storvsc scans target ids 0..max_id − 1, max_id = STORVSC_MAX_TARGETS" },
+  lun: { max: STORVSC_MAX_LUNS_PER_TARGET, why: "Linux storvsc drops reported LUNs above max_lun = STORVSC_MAX_LUNS_PER_TARGET" },
+} as const;
+
+function optAddress(where: string, obj: Json, key: keyof typeof DISK_ADDRESS_LIMITS): number | undefined {
+  const { max, why } = DISK_ADDRESS_LIMITS[key];
+  const v = obj[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) {
+    throw new DiskSpecError(`${where}.${key}`, v, `must be an integer in [0, ${max}] (${why}; a disk beyond is never found)`);
+  }
+  return v;
+}
+
 const COMMON_KEYS = ["kind", "pathId", "targetId", "lun", "readOnly", "latency", "faults", "serial", "writeCacheEnabled"] as const;
 const LATENCY_KEYS = ["readNs", "writeNs", "perBlockNs", "flushNs"] as const;
 const FAULT_KEYS = ["firstLba", "count", "op", "kind"] as const;
@@ -159,9 +184,9 @@ export function validateDiskSpec(input: unknown, where = "disk"): DiskSpec {
   }
   const blockSize = blockSizeRaw ?? 512;
   const common: { -readonly [K in keyof DiskSpecCommon]: DiskSpecCommon[K] } = {};
-  const pathId = optInt(where, input, "pathId", 0, 255);
-  const targetId = optInt(where, input, "targetId", 0, 255);
-  const lun = optInt(where, input, "lun", 0, 255);
+  const pathId = optAddress(where, input, "pathId");
+  const targetId = optAddress(where, input, "targetId");
+  const lun = optAddress(where, input, "lun");
   if (pathId !== undefined) common.pathId = pathId;
   if (targetId !== undefined) common.targetId = targetId;
   if (lun !== undefined) common.lun = lun;

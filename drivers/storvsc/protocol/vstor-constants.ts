@@ -276,3 +276,23 @@ export const STORAGE_CHANNEL_EMULATED_IDE_FLAG = 0x2;
 
 /** What OpenVMM answers in max_transfer_bytes (256 KiB). */
 export const OPENVMM_MAX_TRANSFER_BYTES = 0x40000;
+
+// ---- addressing of a Hyper-V SCSI controller (Linux storvsc host template) ----
+// Shared by the guest (what it scans) and the host disk config (what it accepts).
+
+/**
+ * `STORVSC_MAX_LUNS_PER_TARGET` (SCSI controller), the host's `max_lun`.
+ * The REPORT LUNS scan takes LUNs up to and including it (it drops only
+ * `lun > max_lun`); the sequential fallback stops one short (`lun < max_lun`).
+ */
+export const STORVSC_MAX_LUNS_PER_TARGET = 255;
+/**
+ * `STORVSC_MAX_TARGETS`, the host's `max_id`: the midlayer scans target ids
+ * 0 .. max_id − 1, so a SCSI controller's disks live at target 0 or 1.
+ */
+export const STORVSC_MAX_TARGETS = 2;
+/**
+ * `STORVSC_MAX_CHANNELS`: the host's `max_channel` is this − 1 and the
+ * midlayer scans channels (SRB path_id) 0 .. max_channel inclusive.
+ */
+export const STORVSC_MAX_CHANNELS = 8;

@@ -2,9 +2,10 @@
  * A scripted storvsp for the guest driver's tests: just enough of a VSTOR
  * host (§4 handshake, §6 commands) to drive the guest, built from the
  * protocol codecs, with knobs for what the tests need — refused versions,
- * subchannel limits, missing LUNs, READ CAPACITY(16) refused, injected
- * sense, swallowed requests answered late, ENUMERATE_BUS. Every request is
- * logged with its raw bytes and the channel it came on.
+ * subchannel limits, missing LUNs, LUNs at any path / target, REPORT LUNS
+ * or READ CAPACITY(16) refused, injected sense, swallowed requests answered
+ * late, ENUMERATE_BUS. Every request is logged with its raw bytes and the
+ * channel it came on.
  *
  * It is deliberately not the project's host VSP (drivers/storvsc/host),
  * which is written separately: the guest is tested against this peer alone.
@@ -71,12 +72,17 @@ import { STORVSC_CONFIG, StorvscDriver, type StorvscConfig } from "../../../../d
 
 /** Every supported version is ≥ Win8: 64-byte packets throughout. */
 const V = VMSTOR_PROTO_VERSION_WIN8;
+const NO_LUNS: ReadonlyMap<number, ScriptedLun> = new Map();
 
 export interface ScriptedLun {
   blocks: bigint;
   blockSize: number;
   vendor: string;
   product: string;
+  /** INQUIRY peripheral device type (0 = disk). */
+  readonly deviceType: number;
+  /** INQUIRY VERSION byte (5 = SPC-3). */
+  readonly version: number;
   /** Sparse contents: LBA → one block. Unwritten blocks read as zeros. */
   readonly data: Map<bigint, Uint8Array>;
   /** Returned once to the next command other than INQUIRY / REPORT LUNS (OV's capacity-change UA). */
@@ -101,6 +107,9 @@ export interface LoggedRequest {
   readonly payload: Uint8Array;
   readonly operation: number;
   readonly cdb: Uint8Array | null;
+  /** The SRB's address (null for packets without an SRB). */
+  readonly pathId: number | null;
+  readonly targetId: number | null;
   readonly lun: number | null;
   readonly ranges: readonly GpaRange[];
 }
@@ -118,9 +127,14 @@ export class StorScript {
   maxSubchannels = 8;
   maxTransferBytes = 0x40000;
   rc16Supported = true;
-  /** LUNs REPORT LUNS lists that answer INQUIRY with 0x7F (no LU). */
+  /** False: REPORT LUNS gets ILLEGAL REQUEST (invalid opcode), as from a pre-SCSI-3 target. */
+  reportLunsSupported = true;
+  /** LUNs REPORT LUNS of path 0 / target 0 lists that answer INQUIRY with 0x7F (no LU). */
   phantomLuns: number[] = [];
+  /** The LUNs of path 0 / target 0 (the address Hyper-V uses). */
   readonly luns = new Map<number, ScriptedLun>();
+  /** The LUNs of every target, by "path:target" ("0:0" is `luns`). */
+  readonly targets = new Map<string, Map<number, ScriptedLun>>([["0:0", this.luns]]);
   readonly log: LoggedRequest[] = [];
   /** Decides a fault for a command (checked before it runs). */
   fault: ((cdb: Uint8Array, lun: number) => ScriptedFault | undefined) | null = null;
@@ -134,17 +148,34 @@ export class StorScript {
   flushes = 0;
   readonly unmapped: { lba: bigint; blocks: number }[] = [];
 
-  addLun(lun: number, blocks: bigint, options: { blockSize?: number; vendor?: string; product?: string } = {}): ScriptedLun {
+  addLun(
+    lun: number,
+    blocks: bigint,
+    options: { blockSize?: number; vendor?: string; product?: string; pathId?: number; targetId?: number; deviceType?: number; version?: number } = {},
+  ): ScriptedLun {
     const l: ScriptedLun = {
       blocks,
       blockSize: options.blockSize ?? 512,
       vendor: options.vendor ?? "Msft",
       product: options.product ?? "Virtual Disk",
+      deviceType: options.deviceType ?? 0,
+      version: options.version ?? 5,
       data: new Map(),
       pendingUnitAttention: null,
     };
-    this.luns.set(lun, l);
+    const at = `${options.pathId ?? 0}:${options.targetId ?? 0}`;
+    let t = this.targets.get(at);
+    if (t === undefined) {
+      t = new Map();
+      this.targets.set(at, t);
+    }
+    t.set(lun, l);
     return l;
+  }
+
+  /** The LUNs at a path / target (empty when none were added there). */
+  lunsAt(pathId: number, targetId: number): ReadonlyMap<number, ScriptedLun> {
+    return this.targets.get(`${pathId}:${targetId}`) ?? NO_LUNS;
   }
 
   /** EXECUTE_SRB requests logged so far (optionally of one opcode). */
@@ -214,6 +245,8 @@ export class ScriptedStorvsp implements HostChannelHandler {
       payload,
       operation: req.operation,
       cdb: srb === null ? null : srbCdb(srb).slice(),
+      pathId: srb === null ? null : srb.pathId,
+      targetId: srb === null ? null : srb.targetId,
       lun: srb === null ? null : srb.lun,
       ranges,
     });
@@ -284,13 +317,18 @@ export class ScriptedStorvsp implements HostChannelHandler {
       view?.write(0, bytes.subarray(0, n));
       return done(SRB_STATUS_SUCCESS, n);
     };
-    const lun = s.luns.get(srb.lun);
-    if (op === REPORT_LUNS) return dataIn(buildReportLunsData([...s.luns.keys(), ...s.phantomLuns].sort((a, b) => a - b)));
+    const here = s.lunsAt(srb.pathId, srb.targetId);
+    const lun = here.get(srb.lun);
+    if (op === REPORT_LUNS) {
+      if (!s.reportLunsSupported) return check(SENSE_INVALID_COMMAND_OPERATION_CODE, SRB_STATUS_INVALID_REQUEST);
+      const phantoms = srb.pathId === 0 && srb.targetId === 0 ? s.phantomLuns : [];
+      return dataIn(buildReportLunsData([...here.keys(), ...phantoms].sort((a, b) => a - b)));
+    }
     if (op === INQUIRY) {
       return dataIn(
         lun === undefined
           ? buildStandardInquiryData({ peripheralQualifier: 3, peripheralDeviceType: 0x1f, vendor: "", product: "", revision: "" })
-          : buildStandardInquiryData({ vendor: lun.vendor, product: lun.product, revision: "1.0" }),
+          : buildStandardInquiryData({ peripheralDeviceType: lun.deviceType, version: lun.version, vendor: lun.vendor, product: lun.product, revision: "1.0" }),
       );
     }
     if (lun === undefined) return done(SRB_STATUS_INVALID_LUN, 0, { scsiStatus: SCSI_STATUS_CHECK_CONDITION });

@@ -57,7 +57,7 @@ import {
   type RescanResult,
   type ScsiDisk,
 } from "../../../../drivers/storvsc/guest/index.js";
-import { StorScript, bootScripted, pattern } from "./scripted-host.js";
+import { StorScript, bootScripted, pattern, type LoggedRequest } from "./scripted-host.js";
 
 function twoDisks(): StorScript {
   const s = new StorScript();
@@ -194,10 +194,11 @@ describe("storvsc guest: LUN scan (§6, §7.2–§7.4)", () => {
     expect(d2.blockSize).toBe(512);
     expect(d2.capacitySource).toBe("READ CAPACITY(16)");
     expect(d2.thinProvisioned).toBe(true);
-    // REPORT LUNS once, INQUIRY for each listed LUN, READ CAPACITY only for present disks.
-    expect(s.srbs(REPORT_LUNS)).toHaveLength(1);
-    expect(s.srbs(INQUIRY).map((r) => r.lun)).toEqual([0, 1, 2]);
-    expect(s.srbs(SERVICE_ACTION_IN_16).map((r) => r.lun)).toEqual([0, 2]);
+    // At 0:0, REPORT LUNS once, INQUIRY for each listed LUN, READ CAPACITY only for present disks.
+    const at00 = (r: LoggedRequest) => r.pathId === 0 && r.targetId === 0;
+    expect(s.srbs(REPORT_LUNS).filter(at00)).toHaveLength(1);
+    expect(s.srbs(INQUIRY).filter(at00).map((r) => r.lun)).toEqual([0, 1, 2]);
+    expect(s.srbs(SERVICE_ACTION_IN_16).map((r) => `${r.pathId}:${r.targetId}:${r.lun}`)).toEqual(["0:0:0", "0:0:2"]);
   });
 
   it("READ CAPACITY(16) refused → READ CAPACITY(10)", async () => {
@@ -228,12 +229,15 @@ describe("storvsc guest: LUN scan (§6, §7.2–§7.4)", () => {
   it("IDE: no REPORT LUNS; LUN 0 of the target named by instance bytes 5:4", async () => {
     const s = new StorScript();
     s.multichannel = false;
-    s.addLun(0, 100n);
+    s.addLun(0, 100n, { targetId: 1 });
+    s.addLun(1, 100n, { targetId: 1 }); // IDE probes LUN 0 only
+    s.addLun(0, 100n); // another target: not scanned
     const { drv } = await bootScripted(s, { ide: { instanceId: "00000000-0001-8899-0000-000000000000" } });
     expect(drv!.isIde).toBe(true);
     expect(s.srbs(REPORT_LUNS)).toHaveLength(0);
-    const inq = s.srbs(INQUIRY)[0]!;
-    expect(inq.payload[18]).toBe(1); // target_id
+    const inq = s.srbs(INQUIRY);
+    expect(inq).toHaveLength(1);
+    expect(inq[0]!.payload[18]).toBe(1); // target_id
     expect(drv!.disks.map((d) => d.address)).toEqual(["0:1:0"]);
   });
 });
@@ -527,5 +531,201 @@ describe("storvsc guest: remove", () => {
     expect(s.closed).toHaveLength(2);
     expect(drv!.removed).toBe(true);
     await expect(d.read(0, 1)).rejects.toBeInstanceOf(StorvscRemovedError);
+  });
+});
+
+describe("storvsc guest: ring size (storvsc_ringbuffer_size, §5.1)", () => {
+  it("ringBytes 64 KiB: every channel's rings are 64 KiB both ways; 170 ids per channel and can_queue 306, as Linux derives them", async () => {
+    const s = twoDisks();
+    const { sys, drv } = await bootScripted(s, { vcpus: 8, config: { ringBytes: 64 * 1024 } });
+    const chans = drv!.channels;
+    expect(chans).toHaveLength(8);
+    for (const ch of chans) {
+      expect(ch.outbound!.ringSize, ch.name).toBe(64 * 1024);
+      expect(ch.inbound!.ringSize, ch.name).toBe(64 * 1024);
+    }
+    // The host mapped the same sizes from the ring GPADL and OPENCHANNEL's downstream offset.
+    expect(s.opened).toHaveLength(8);
+    for (const h of s.opened) {
+      expect(h.endpoint!.reader.ring.ringSize).toBe(64 * 1024); // guest → host
+      expect(h.endpoint!.writer.ring.ringSize).toBe(64 * 1024); // host → guest
+    }
+    // max_outstanding_req_per_channel = (64 KiB − 4 KiB) / align8(288 + 64 + 8) = 61440 / 360 = 170.
+    expect(drv!.config.requestsPerChannel).toBe(170);
+    // can_queue = 170 × ((8 − 1) / 4 + 1) × (100 − 10) / 100 = 306; each disk's queue depth min(2048, 306).
+    expect(drv!.canQueue).toBe(306);
+    const d = drv!.disk(0)!;
+    expect(d.queueDepth).toBe(306);
+
+    // And a channel really hands out 170 ids: 200 reads from one CPU, host holding them.
+    const data = pattern(200 * 512, 17);
+    await sys.run(d.write(0, data));
+    s.swallow = (cdb) => cdb[0] === READ_10;
+    const reads = Promise.all(Array.from({ length: 200 }, (_, i) => d.read(i, 1)));
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    expect(s.swallowed).toHaveLength(170);
+    expect(new Set(s.swallowed.map((w) => w.ch.relid)).size).toBe(1);
+    expect(drv!.stats.commandsQueued).toBe(30);
+    s.swallow = null;
+    s.answerSwallowed();
+    const got = await sys.run(reads);
+    expect(got).toEqual(Array.from({ length: 200 }, (_, i) => data.subarray(i * 512, (i + 1) * 512)));
+  });
+});
+
+describe("storvsc guest: a full queue or ring makes callers wait, not fail (§5.1)", () => {
+  it("more I/Os on one disk than its queue depth: the host never sees more than queueDepth, the rest wait for a slot and succeed", async () => {
+    const s = twoDisks();
+    // (16 KiB − 4 KiB) / 360 = 34 ids per channel; can_queue = 34 × 90 % = 30.
+    const { sys, drv } = await bootScripted(s, { config: { ringBytes: 16 * 1024 } });
+    const d = drv!.disk(0)!;
+    expect(drv!.config.requestsPerChannel).toBe(34);
+    expect(d.queueDepth).toBe(30);
+    const data = pattern(50 * 512, 21);
+    await sys.run(d.write(0, data));
+    expect(d.slotWaits).toBe(0);
+    // A slow host: it answers only when the test says so.
+    s.swallow = (cdb) => cdb[0] === READ_10;
+    const reads = Promise.all(Array.from({ length: 50 }, (_, i) => d.read(i, 1)));
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    expect(s.swallowed).toHaveLength(30);
+    expect(d.inFlight).toBe(30);
+    expect(d.waitingForSlot).toBe(20);
+    expect(d.slotWaits).toBe(20);
+    // The disk's queue held them back, not the channel's request ids (34 > 30).
+    expect(drv!.stats.commandsQueued).toBe(0);
+    s.answerSwallowed();
+    await sys.run(sys.sim.scheduler.sleep(1_000_000));
+    expect(s.swallowed).toHaveLength(20);
+    expect(d.waitingForSlot).toBe(0);
+    s.swallow = null;
+    s.answerSwallowed();
+    const got = await sys.run(reads);
+    expect(got).toEqual(Array.from({ length: 50 }, (_, i) => data.subarray(i * 512, (i + 1) * 512)));
+    expect(d.inFlight).toBe(0);
+    expect(drv!.stats.timeouts).toBe(0);
+  });
+
+  it("a ring smaller than the ids it serves fills: senders wait for space (pending_send_sz), every byte arrives intact", async () => {
+    const s = twoDisks();
+    s.multichannel = false; // every command on the primary
+    // 8 KiB rings: 4 KiB of data, 36 one-page GPA-direct packets (112 bytes each).
+    // 11 ids by Linux's rule, raised to 256; can_queue 11 × ((8 − 1) / 1 + 1) × 90 % = 79.
+    const { sys, drv } = await bootScripted(s, { vcpus: 8, config: { ringBytes: 8 * 1024, requestsPerChannel: 256, vcpusPerSubchannel: 1 } });
+    const d = drv!.disk(2)!;
+    expect(drv!.channels).toHaveLength(1);
+    expect(d.queueDepth).toBe(79);
+    const ch = drv!.channel;
+    expect(ch.outFullTotal).toBe(0);
+    const data = pattern(79 * 512, 33);
+    // 79 single-block writes at once, then 79 reads at once: each wave overfills the ring.
+    await sys.run(Promise.all(Array.from({ length: 79 }, (_, i) => d.write(i * 3, data.subarray(i * 512, (i + 1) * 512)))));
+    const afterWrites = ch.outFullTotal;
+    expect(afterWrites).toBeGreaterThan(0);
+    const got = await sys.run(Promise.all(Array.from({ length: 79 }, (_, i) => d.read(i * 3, 1))));
+    expect(ch.outFullTotal).toBeGreaterThan(afterWrites);
+    expect(got).toEqual(Array.from({ length: 79 }, (_, i) => data.subarray(i * 512, (i + 1) * 512)));
+    for (let i = 0; i < 79; i++) expect(s.luns.get(2)!.data.get(BigInt(i * 3))).toEqual(data.subarray(i * 512, (i + 1) * 512));
+    // Neither the ids (256) nor the disk's queue (79) held anything back: the ring did.
+    expect(drv!.stats.commandsQueued).toBe(0);
+    expect(d.slotWaits).toBe(0);
+    expect(drv!.stats.timeouts).toBe(0);
+  });
+});
+
+describe("storvsc guest: LUNs by path, target and LUN (scsi_scan_host)", () => {
+  const every = (): string[] => {
+    const out: string[] = [];
+    for (let p = 0; p < 8; p++) for (let t = 0; t < 2; t++) out.push(`${p}:${t}`);
+    return out;
+  };
+  const at = (r: LoggedRequest) => `${r.pathId}:${r.targetId}`;
+
+  it("probes every path 0..7 and target 0..1 — INQUIRY of LUN 0, then REPORT LUNS — and nothing beyond", async () => {
+    const s = twoDisks();
+    await bootScripted(s);
+    expect(s.srbs(REPORT_LUNS).map(at)).toEqual(every());
+    expect(s.srbs(INQUIRY).filter((r) => r.lun === 0).map(at)).toEqual(every());
+    // Per target, LUN 0 is probed before REPORT LUNS (__scsi_scan_target).
+    const order = s.srbs().filter((r) => r.cdb![0] === REPORT_LUNS || (r.cdb![0] === INQUIRY && r.lun === 0)).map((r) => `${at(r)} ${r.cdb![0] === INQUIRY ? "INQUIRY" : "REPORT LUNS"}`);
+    expect(order).toEqual(every().flatMap((t) => [`${t} INQUIRY`, `${t} REPORT LUNS`]));
+  });
+
+  it("disks at path 3 / target 0 and path 7 / target 1 appear and do I/O at their address; one at target 2 is never addressed", async () => {
+    const s = twoDisks();
+    s.addLun(0, 512n, { pathId: 3, targetId: 0, product: "Mid" });
+    s.addLun(4, 1024n, { pathId: 7, targetId: 1, product: "Far" });
+    s.addLun(0, 512n, { pathId: 0, targetId: 2, product: "Unscanned" });
+    const { sys, drv } = await bootScripted(s);
+    expect(drv!.disks.map((d) => [d.address, d.product])).toEqual([
+      ["0:0:0", "Disk Zero"],
+      ["0:0:2", "Disk Two"],
+      ["3:0:0", "Mid"],
+      ["7:1:4", "Far"],
+    ]);
+    const far = drv!.disk(4, 1, 7)!;
+    expect(far.capacityBlocks).toBe(1024n);
+    const data = pattern(8 * 512, 77);
+    await sys.run(far.write(100, data));
+    expect(await sys.run(far.read(100, 8))).toEqual(data);
+    // The data went to 7:1:4, not to LUN 4 of another target.
+    expect(s.lunsAt(7, 1).get(4)!.data.get(100n)).toEqual(data.subarray(0, 512));
+    const io = s.srbs().filter((r) => r.cdb![0] === WRITE_10 || r.cdb![0] === READ_10);
+    expect(io.map((r) => [r.payload[17], r.payload[18], r.payload[19]])).toEqual([
+      [7, 1, 4],
+      [7, 1, 4],
+    ]);
+    // Target 2 is past Linux's max_id: never probed, so its disk stays invisible.
+    expect(s.srbs().filter((r) => r.targetId! >= 2 || r.pathId! >= 8)).toEqual([]);
+  });
+
+  it("ENUMERATE_BUS finds a disk hot-added at path 5 / target 1 and drops one removed there", async () => {
+    const s = twoDisks();
+    s.addLun(1, 64n, { pathId: 5, targetId: 1, product: "Old" });
+    const { sys, drv } = await bootScripted(s);
+    const old = drv!.disk(1, 1, 5)!;
+    expect(old.product).toBe("Old");
+    let seen: (r: RescanResult) => void = () => undefined;
+    const next = new Promise<RescanResult>((resolve) => {
+      seen = resolve;
+    });
+    drv!.onRescan((r) => seen(r));
+    s.targets.get("5:1")!.delete(1);
+    s.addLun(9, 128n, { pathId: 5, targetId: 1, product: "New" });
+    await sys.run(s.notifyEnumerateBus());
+    const r = await sys.run(next);
+    expect(r.added.map((d) => d.address)).toEqual(["5:1:9"]);
+    expect(r.removed).toEqual([old]);
+    expect(old.gone).toBe(true);
+    expect(drv!.disk(9, 1, 5)!.capacityBlocks).toBe(128n);
+  });
+
+  it("REPORT LUNS refused: LUN 1, 2, … until the first absent one; past LUN 7 only if LUN 0's answer says SCSI-3 (scsi_sequential_lun_scan)", async () => {
+    const s = new StorScript();
+    s.reportLunsSupported = false;
+    // 0:0 — LUN 0 a disk, LUN 1 a CD-ROM (present, not a disk), LUN 2 a disk, LUN 3 absent, LUN 4 behind the gap.
+    s.addLun(0, 100n);
+    s.addLun(1, 100n, { deviceType: 5 });
+    s.addLun(2, 200n);
+    s.addLun(4, 300n);
+    // 1:0 — LUN 0 a SCSI-2 disk (VERSION 2): LUNs 0..9, only 0..7 are scanned.
+    for (let l = 0; l <= 9; l++) s.addLun(l, 10n, { pathId: 1, version: 2 });
+    // 2:1 — no LUN 0, but its "no LU here" answer says SPC-3 and sets the target's level: LUNs 1..9 all found.
+    for (let l = 1; l <= 9; l++) s.addLun(l, 20n, { pathId: 2, targetId: 1 });
+    const { drv } = await bootScripted(s);
+    const inquired = (p: number, t: number) => s.srbs(INQUIRY).filter((r) => r.pathId === p && r.targetId === t).map((r) => r.lun);
+    const upTo = (n: number) => Array.from({ length: n + 1 }, (_, i) => i);
+    expect(inquired(0, 0)).toEqual([0, 1, 2, 3]);
+    expect(inquired(1, 0)).toEqual(upTo(7));
+    expect(inquired(2, 1)).toEqual(upTo(10));
+    // Every other target: LUN 0 absent, LUN 1 absent — the scan stops there.
+    expect(inquired(0, 1)).toEqual([0, 1]);
+    expect(inquired(7, 1)).toEqual([0, 1]);
+    expect(drv!.disks.map((d) => d.address)).toEqual([
+      "0:0:0",
+      "0:0:2",
+      ...upTo(7).map((l) => `1:0:${l}`),
+      ...upTo(9).slice(1).map((l) => `2:1:${l}`),
+    ]);
   });
 });
