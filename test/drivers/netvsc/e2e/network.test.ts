@@ -6,13 +6,11 @@ import { describe, expect, it } from "vitest";
 import { VmbusSystem } from "../../../../core/index.js";
 import {
   ARPOP_REPLY,
-  ARPOP_REQUEST,
   ICMP_ECHO,
   ICMP_ECHOREPLY,
   NETWORK_SWITCHES,
   NetvscDriver,
   NetvspDevice,
-  buildArpReplyFrame,
   buildArpRequestFrame,
   buildIcmpEchoFrame,
   buildUdpFrame,
@@ -21,6 +19,7 @@ import {
   type SwitchRegistry,
 } from "../../../../drivers/netvsc/index.js";
 import { expectLedgerBalanced, hex, station } from "./frame-ledger.js";
+import { respond } from "./responder.js";
 
 const MACS = ["00:15:5d:00:00:01", "00:15:5d:00:00:02", "00:15:5d:00:00:03"];
 const IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
@@ -41,27 +40,6 @@ async function boot(vmCount: number) {
   return { sys, vms, nics, received, sw };
 }
 
-/** A minimal IP host on a NIC: answers ARP for its address and ICMP echo. */
-function respond(nic: NetvscDriver, mac: string, ip: string): void {
-  nic.onReceive((frame) => {
-    const f = parseFrame(frame);
-    if (f.arp && f.arp.op === ARPOP_REQUEST && f.arp.targetIp === ip) void nic.send(buildArpReplyFrame(f.arp, mac));
-    if (f.icmp && f.icmp.type === ICMP_ECHO && f.ipv4 && f.ipv4.dst === ip) {
-      void nic.send(
-        buildIcmpEchoFrame({
-          srcMac: mac,
-          dstMac: f.ethernet.src,
-          srcIp: ip,
-          dstIp: f.ipv4.src,
-          type: ICMP_ECHOREPLY,
-          identifier: f.icmp.identifier,
-          sequence: f.icmp.sequence,
-          data: f.icmp.data,
-        }),
-      );
-    }
-  });
-}
 
 describe("netvsc ↔ netvsp ↔ switch", () => {
   it("ARP and ICMP echo between two VMs; frames arrive byte-identical; the pcap has them in order", async () => {

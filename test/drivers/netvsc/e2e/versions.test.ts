@@ -21,7 +21,6 @@ import {
   NVSP_PROTOCOL_VERSION_61,
   NVSP_STAT_SUCCESS,
   NetvspDevice,
-  buildArpReplyFrame,
   buildArpRequestFrame,
   buildIcmpEchoFrame,
   buildUdpFrame,
@@ -31,6 +30,7 @@ import {
   type NetvscDriver,
 } from "../../../../drivers/netvsc/index.js";
 import { expectLedgerBalanced, station } from "./frame-ledger.js";
+import { respond } from "./responder.js";
 
 const MACS = ["00:15:5d:00:01:01", "00:15:5d:00:01:02"];
 const IPS = ["192.168.7.1", "192.168.7.2"];
@@ -61,27 +61,6 @@ async function boot(maxVersion: number) {
   return { sys, nics, hosts, devices: [dev1, dev2] };
 }
 
-/** A minimal IP host: answers ARP for `ip` and ICMP echo to it. */
-function respond(nic: NetvscDriver, mac: string, ip: string): void {
-  nic.onReceive((frame) => {
-    const f = parseFrame(frame);
-    if (f.arp && f.arp.op !== ARPOP_REPLY && f.arp.targetIp === ip) void nic.send(buildArpReplyFrame(f.arp, mac));
-    if (f.icmp && f.icmp.type === ICMP_ECHO && f.ipv4 && f.ipv4.dst === ip) {
-      void nic.send(
-        buildIcmpEchoFrame({
-          srcMac: mac,
-          dstMac: f.ethernet.src,
-          srcIp: ip,
-          dstIp: f.ipv4.src,
-          type: ICMP_ECHOREPLY,
-          identifier: f.icmp.identifier,
-          sequence: f.icmp.sequence,
-          data: f.icmp.data,
-        }),
-      );
-    }
-  });
-}
 
 describe("NVSP versions end to end: a guest offering at most V next to a v6.1 guest", () => {
   it.each(VERSIONS)("maxVersion $name: negotiated, NDIS_CONFIG from v2, subchannels from v5, ARP/ICMP/UDP byte-identical both ways", async ({ version }) => {
