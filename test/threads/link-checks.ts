@@ -6,7 +6,7 @@
  */
 import { threadId } from "node:worker_threads";
 import { expect } from "vitest";
-import type { ThreadedRunReport } from "../../core/index.js";
+import { HostThreadError, type ThreadedRunReport, type ThreadedSystem } from "../../core/index.js";
 
 export function expectCrossThreadTraffic(report: ThreadedRunReport): void {
   expect(report.hostThreadId).not.toBe(threadId);
@@ -18,4 +18,15 @@ export function expectCrossThreadTraffic(report: ThreadedRunReport): void {
   expect(link.mailboxMalformed).toBe(0);
   expect(link.sintForwards).toBeGreaterThan(0);
   expect(link.monitorRings + link.eventSignals).toBeGreaterThan(0);
+}
+
+/** `start()` must fail with a HostThreadError whose message contains `text`, and the worker must be gone (shutdown rejects too). */
+export async function expectStartFails(sys: ThreadedSystem, text: string): Promise<void> {
+  const err = await sys.start().then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(HostThreadError);
+  expect(String((err as Error).message)).toContain(text);
+  await expect(sys.shutdown()).rejects.toBeInstanceOf(HostThreadError);
 }
