@@ -187,6 +187,7 @@ import {
   RNDIS_STATUS_INVALID_DATA,
   RNDIS_STATUS_MEDIA_CONNECT,
   RNDIS_STATUS_MEDIA_DISCONNECT,
+  RNDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
   RNDIS_STATUS_NOT_SUPPORTED,
   RNDIS_STATUS_SUCCESS,
   decodeNdisObjectHeader,
@@ -1299,9 +1300,17 @@ export class NetvspDevice implements HostChannelHandler {
         case "query":
           this.queueControl(this.query(m.requestId, m.oid, m.info));
           break;
-        case "set":
-          this.queueControl({ kind: "set_cmplt", requestId: m.requestId, status: this.set(m.oid, m.info) });
+        case "set": {
+          const status = this.set(m.oid, m.info);
+          this.queueControl({ kind: "set_cmplt", requestId: m.requestId, status });
+          // §13.4 (OV; NDIS requires it of a miniport): an applied
+          // TCP_OFFLOAD_PARAMETERS set is followed by the configuration now in
+          // force. This host offloads nothing, so the NDIS_OFFLOAD says so.
+          if (m.oid === OID_TCP_OFFLOAD_PARAMETERS && status === RNDIS_STATUS_SUCCESS) {
+            this.queueControl({ kind: "indicate_status", status: RNDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG, payload: encodeNdisOffload(emptyNdisOffload(NDIS_OFFLOAD_PARAMETERS_REVISION_3)) });
+          }
           break;
+        }
         case "keepalive":
           this.queueControl({ kind: "keepalive_cmplt", requestId: m.requestId, status: RNDIS_STATUS_SUCCESS });
           break;

@@ -88,6 +88,10 @@ describe("NVSP versions end to end: a guest offering at most V next to a v6.1 gu
     // (Linux NETVSC_RECEIVE_BUFFER_SIZE_LEGACY), so 8709 sections of 1806 bytes, else 9289.
     expect(hosts[0]!.receiveBufferLayout).toMatchObject({ subAllocSize: 1806, count: version <= NVSP_PROTOCOL_VERSION_2 ? 8709 : 9289 });
     expect(hosts[1]!.receiveBufferLayout).toMatchObject({ subAllocSize: 1806, count: 9289 });
+    // §13.4: the host follows the applied SET TCP_OFFLOAD_PARAMETERS with one
+    // TASK_OFFLOAD_CURRENT_CONFIG status, which the guest (as Linux) counts and ignores.
+    expect(hosts.map((h) => h.counters.rndis["indicate_status"])).toEqual([1, 1]);
+    expect(nics.map((n) => [n.driverStats.statusIndications, n.linkUp])).toEqual([[1, true], [1, true]]);
 
     // §12: subchannels (and the host's send table) only from v5; 4 vCPUs and 4 queues asked for.
     const multi = version >= NVSP_PROTOCOL_VERSION_5;

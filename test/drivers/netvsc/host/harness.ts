@@ -291,17 +291,22 @@ export class ScriptedNetGuest {
 
   /** One RNDIS control request; returns the decoded response (the indication is completed). */
   async rndis(msg: RndisMessage): Promise<RndisMessage> {
+    const all = await this.rndisAll(msg);
+    if (all.length !== 1) throw new Error(`expected one indication, got ${all.length}`);
+    return all[0] as RndisMessage;
+  }
+
+  /** One RNDIS control request; every RNDIS message the host indicated in answer, in order (each completed). */
+  async rndisAll(msg: RndisMessage): Promise<RndisMessage[]> {
     const nvsp = await this.sendRndis(encodeRndisMessage(msg), 1);
     if (new DataView(nvsp.buffer, nvsp.byteOffset).getUint32(4, true) !== 1) throw new Error("control SEND_RNDIS_PKT failed");
     await this.settle();
-    const x = this.takeXfer();
-    if (x.length !== 1) throw new Error(`expected one indication, got ${x.length}`);
-    const p = x[0] as HostPacket;
-    const range = (p.ranges ?? [])[0];
-    if (range === undefined) throw new Error("no range");
-    const resp = decodeRndisMessage(this.readRecv(range));
-    await this.complete(p);
-    return resp;
+    const out: RndisMessage[] = [];
+    for (const p of this.takeXfer()) {
+      for (const range of p.ranges ?? []) out.push(decodeRndisMessage(this.readRecv(range)));
+      await this.complete(p);
+    }
+    return out;
   }
 
   rid(): number {

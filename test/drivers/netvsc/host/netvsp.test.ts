@@ -654,8 +654,17 @@ describe("netvsp OID answers (§13.5)", () => {
     expect(g.nic.offloadParameters).toBeNull();
     // Linux rndis_filter_set_offload_params at NVSP ≥ v5: header {0x80, 3, 28}, IPv4 checksum off, TCP/UDP checksums tx+rx, LSOv2 on.
     const linux = Uint8Array.from([0x80, 3, 28, 0, 1, 4, 4, 4, 4, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    const r = await set(g, 0xfc01020c, linux);
+    // §13.4: the applied set is answered, then followed by TASK_OFFLOAD_CURRENT_CONFIG
+    // carrying the configuration in force — a 156-byte NDIS_OFFLOAD {0xA7, 3, 156}
+    // offloading nothing (this host computes no checksum or segmentation for the guest).
+    const [r, current, ...rest] = await g.rndisAll({ kind: "set", requestId: g.rid(), oid: 0xfc01020c, deviceVcHandle: 0, info: linux });
     expect(r).toMatchObject({ kind: "set_cmplt", status: 0 });
+    expect(rest).toEqual([]);
+    expect(current).toMatchObject({ kind: "indicate_status", status: 0x40020006 });
+    const offload = current!.kind === "indicate_status" ? current!.payload : new Uint8Array(0);
+    expect(offload.length).toBe(156);
+    expect(Array.from(offload.subarray(0, 4))).toEqual([0xa7, 3, 156, 0]);
+    expect(offload.subarray(4).every((b) => b === 0)).toBe(true);
     expect(g.nic.offloadParameters).toMatchObject({ header: { type: 0x80, revision: 3, size: 28 }, ipV4Csum: 1, tcpIpV4Csum: 4, udpIpV4Csum: 4, tcpIpV6Csum: 4, udpIpV6Csum: 4, lsoV1: 0, lsoV2Ipv4: 2, lsoV2Ipv6: 2 });
     const lsoV1 = linux.slice();
     lsoV1[9] = 2;
