@@ -24,7 +24,7 @@
  */
 import { FaultSpecError, InterruptFault, MonitorFault, type FaultInjector, type InjectedFault, type StallableHostDevice } from "../hv/faults.js";
 
-interface HostFaultWindow {
+export interface HostFaultWindow {
   /** Host virtual time the fault starts, ns (default: when the host thread starts). */
   readonly startNs?: number;
   /** How long it lasts, ns (default: for ever). */

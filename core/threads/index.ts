@@ -17,7 +17,7 @@ export type {
   PluginModuleSpec,
 } from "./host-side.js";
 export { injectHostFaults, hostFaultReport } from "./host-faults.js";
-export type { HostFaultReport, HostFaultSpec } from "./host-faults.js";
+export type { HostFaultReport, HostFaultSpec, HostFaultWindow } from "./host-faults.js";
 export { DoorbellGate } from "./gate.js";
 export type { DoorbellGateOptions } from "./gate.js";
 export { LINK_MAX_CONNECTION_ID, LINK_MAX_VCPUS, MAILBOX_BYTES, createLinkBuffers, readLinkCounters } from "./link.js";
