@@ -52,6 +52,13 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
+/** `raw` (the value after `flag`) as an integer ≥ `min`, or an error naming both (bench:storage, bench:net). */
+export function intArg(flag: string, raw: string | undefined, min: number): number {
+  const v = Number(raw);
+  if (raw === undefined || !Number.isInteger(v) || v < min) throw new Error(`${flag} ${raw ?? "(missing)"}: must be an integer ≥ ${min}`);
+  return v;
+}
+
 /** Options of a timed bench (bench:ring, bench:threads). */
 export interface TimedBenchOptions {
   json: boolean;

@@ -19,7 +19,7 @@
 import { VmbusSystem } from "../core/index.js";
 import { NetvscDriver, buildUdpFrame, networkPlugin } from "../drivers/netvsc/index.js";
 import { netCeilingAndFloor } from "./floors.js";
-import { fmtFixed, fmtRate, table } from "./harness.js";
+import { fmtFixed, fmtRate, intArg, table } from "./harness.js";
 
 interface Options {
   readonly frames: number;
@@ -37,17 +37,11 @@ function parseArgs(argv: readonly string[]): Options {
     const a = argv[i];
     if (a === "--json") json = true;
     else if (a === "--frames") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 100) throw new Error(`--frames ${argv[i]}: must be an integer ≥ 100`);
-      frames = v;
+      frames = intArg("--frames", argv[++i], 100);
     } else if (a === "--reps") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 1) throw new Error(`--reps ${argv[i]}: must be an integer ≥ 1`);
-      reps = v;
+      reps = intArg("--reps", argv[++i], 1);
     } else if (a === "--warmup") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 0) throw new Error(`--warmup ${argv[i]}: must be an integer ≥ 0`);
-      warmup = v;
+      warmup = intArg("--warmup", argv[++i], 0);
     } else if (a === "--help" || a === "-h") {
       console.log(`npm run bench:net [-- options]
 

@@ -27,7 +27,7 @@
 import { VmbusSystem } from "../core/index.js";
 import { StorvscDriver, storagePlugin } from "../drivers/storvsc/index.js";
 import { storageCeilingAndFloor } from "./floors.js";
-import { fmtFixed, fmtRate, median, table } from "./harness.js";
+import { fmtFixed, fmtRate, intArg, median, table } from "./harness.js";
 
 interface Options {
   readonly ios: number;
@@ -47,17 +47,11 @@ function parseArgs(argv: readonly string[]): Options {
     const a = argv[i];
     if (a === "--json") json = true;
     else if (a === "--ios") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 64) throw new Error(`--ios ${argv[i]}: must be an integer ≥ 64`);
-      ios = v;
+      ios = intArg("--ios", argv[++i], 64);
     } else if (a === "--reps") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 1) throw new Error(`--reps ${argv[i]}: must be an integer ≥ 1`);
-      reps = v;
+      reps = intArg("--reps", argv[++i], 1);
     } else if (a === "--warmup") {
-      const v = Number(argv[++i]);
-      if (!Number.isInteger(v) || v < 0) throw new Error(`--warmup ${argv[i]}: must be an integer ≥ 0`);
-      warmup = v;
+      warmup = intArg("--warmup", argv[++i], 0);
     } else if (a === "--ring-seconds") {
       const v = Number(argv[++i]);
       if (!(v > 0)) throw new Error(`--ring-seconds ${argv[i]}: must be a positive number`);
